@@ -605,6 +605,11 @@ class RaftCore:
             pr.append_response_seen = True
             self._handle_append_response(msg, pr)
         elif t == _MT.HEARTBEAT_RESPONSE:
+            if msg.context > self._heartbeat_round:
+                raise InvalidMessageError(
+                    f"HEARTBEAT_RESPONSE from {msg.sender} acknowledges round {msg.context}, "
+                    f"but only {self._heartbeat_round} rounds were sent"
+                )
             pr.recent_active = True
             self._handle_heartbeat_response(msg, pr)
         elif t == _MT.SNAPSHOT_RESPONSE:
@@ -623,7 +628,10 @@ class RaftCore:
             return
         if msg.index > self.log.last_index:
             return  # answers an append from a previous leadership of ours with a longer log
-        if not pr.maybe_update(msg.index):
+        # An accepted probe at exactly ``match`` is news too: it says where the logs agree
+        # (this happens right after a snapshot, when match was set from the snapshot index).
+        probe_confirmed = pr.state == ProgressState.PROBE and msg.index == pr.match
+        if not pr.maybe_update(msg.index) and not probe_confirmed:
             return
         if pr.state == ProgressState.PROBE:
             pr.become_replicate()
@@ -1080,6 +1088,11 @@ class RaftCore:
                 raise InvalidMessageError(
                     f"{msg.type.name} from {msg.sender}: {name} must be >= 0, got {value}"
                 )
+        if msg.type in (_MT.VOTE, _MT.PRE_VOTE) and msg.log_term > msg.term:
+            raise InvalidMessageError(
+                f"{msg.type.name} from {msg.sender}: log_term (last log term) {msg.log_term} "
+                f"exceeds campaign term {msg.term}"
+            )
         if msg.entries and msg.type != _MT.APPEND:
             raise InvalidMessageError(f"{msg.type.name} from {msg.sender} carries entries; only APPEND may")
         if msg.type == _MT.APPEND:
