@@ -1,0 +1,149 @@
+"""Framing of write-ahead-log records, and the scan that tells a torn tail from corruption.
+
+A record is a 13-byte header followed by its payload::
+
+    payload_length u32 | type u8 | payload_crc32 u32 | header_crc32 u32 | payload
+
+all little-endian, checksums by ``zlib.crc32``. The header has its own checksum so that a
+damaged length is caught as damage instead of being trusted (a trusted bad length would
+make everything after it look like a torn tail and be thrown away).
+
+How a scan classifies a bad spot at offset ``o`` in a file:
+
+* If the file may end in a torn write (it is the last segment) and nothing but zero bytes
+  follows the bad record, it is a **torn tail**: an interrupted append (a partial header, a
+  record cut short by the end of file, a checksum mismatch in the last record) or space the
+  file system extended with zeros. The scan reports it so the caller can truncate the file
+  back to ``o``.
+* Otherwise it is **corruption** and ``StorageCorruptionError`` names the file and ``o``:
+  a bad record followed by data, an unknown type or impossible length under a good header
+  checksum, or any damage in a segment that is not the last one.
+
+The one case no format can tell apart: the last record of the last segment damaged in place
+(bit rot) looks like a torn append and is dropped. Raft tolerates that only for records not
+yet acknowledged, which is why appends are synced before they are acknowledged.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from consensus.storage.errors import StorageCorruptionError
+
+__all__ = [
+    "RECORD_HEADER_BYTES",
+    "RECORD_PAYLOAD_BYTES_LIMIT",
+    "RawRecord",
+    "RecordType",
+    "ScanResult",
+    "TornTail",
+    "encode_record",
+    "scan_records",
+]
+
+
+class RecordType(enum.IntEnum):
+    SEGMENT_HEADER = 1  # first record of every segment: magic, format version, first index
+    HARD_STATE = 2  # consensus.codec HardState
+    ENTRIES = 3  # a batch of consecutive entries (consensus.storage.entry_batch)
+    TRUNCATE = 4  # u64 index: entries from it on are gone (a conflict truncation)
+
+
+_KNOWN_TYPES = frozenset(int(t) for t in RecordType)
+# The format's bound, independent of configuration, so that lowering ``record_bytes_max``
+# never makes existing records unreadable.
+RECORD_PAYLOAD_BYTES_LIMIT = 1 << 30
+
+_HEAD = struct.Struct("<IBI")  # payload_length, type, payload_crc32: what header_crc32 covers
+_HEADER_CRC = struct.Struct("<I")
+RECORD_HEADER_BYTES = _HEAD.size + _HEADER_CRC.size
+
+
+def encode_record(record_type: RecordType, payload: bytes) -> bytes:
+    length = len(payload)
+    if length > RECORD_PAYLOAD_BYTES_LIMIT:
+        raise AssertionError(f"record payload of {length} bytes exceeds the format limit")
+    head = _HEAD.pack(length, record_type, zlib.crc32(payload))
+    return head + _HEADER_CRC.pack(zlib.crc32(head)) + payload
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """A record whose checksums matched; its payload is ``data[payload_start:payload_end]``."""
+
+    offset: int
+    type: RecordType
+    payload_start: int
+    payload_end: int
+
+
+@dataclass(frozen=True, slots=True)
+class TornTail:
+    offset: int  # where the whole records end: truncate the file here
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScanResult:
+    records: list[RawRecord]
+    end_offset: int  # bytes [0, end_offset) are whole records
+    torn: TornTail | None
+
+
+def scan_records(
+    data: bytes,
+    path: Path,
+    *,
+    tail_may_be_torn: bool,
+    records_max: int | None = None,
+    not_torn_because: str = "no torn write can be here",
+) -> ScanResult:
+    """Check and locate the records of ``data`` (a whole file's contents), all of them or the
+    first ``records_max``. ``not_torn_because`` explains, in a corruption error, why a bad
+    spot was not taken for a torn tail when ``tail_may_be_torn`` is false."""
+    records: list[RawRecord] = []
+    offset = 0
+    size = len(data)
+    view = memoryview(data)
+    unpack_head = _HEAD.unpack_from
+    unpack_crc = _HEADER_CRC.unpack_from
+    crc32 = zlib.crc32
+    while offset < size:
+        if size - offset < RECORD_HEADER_BYTES:
+            problem, after = "partial record header at end of file", size
+        else:
+            header_end = offset + _HEAD.size
+            length, record_type, payload_crc = unpack_head(data, offset)
+            (header_crc,) = unpack_crc(data, header_end)
+            payload_start = offset + RECORD_HEADER_BYTES
+            payload_end = payload_start + length
+            if crc32(view[offset:header_end]) != header_crc:
+                if not any(view[offset : offset + RECORD_HEADER_BYTES]):
+                    problem = "zero bytes where a record header belongs"
+                else:
+                    problem = "record header checksum mismatch"
+                after = payload_start
+            elif record_type not in _KNOWN_TYPES:
+                raise StorageCorruptionError(path, offset, f"unknown record type {record_type}")
+            elif length > RECORD_PAYLOAD_BYTES_LIMIT:
+                raise StorageCorruptionError(path, offset, f"record length {length} exceeds the format limit")
+            elif payload_end > size:
+                problem, after = f"record of {length} payload bytes cut short by the end of file", size
+            elif crc32(view[payload_start:payload_end]) != payload_crc:
+                problem, after = "record payload checksum mismatch", payload_end
+            else:
+                records.append(RawRecord(offset, RecordType(record_type), payload_start, payload_end))
+                offset = payload_end
+                if records_max is not None and len(records) >= records_max:
+                    break
+                continue
+        only_zeros_follow = data.count(0, after) == size - after
+        if tail_may_be_torn and only_zeros_follow:
+            return ScanResult(records, offset, TornTail(offset, problem))
+        context = "valid data follows it" if tail_may_be_torn else not_torn_because
+        raise StorageCorruptionError(path, offset, f"{problem} ({context})")
+    return ScanResult(records, offset, None)

@@ -1,0 +1,319 @@
+"""The write-ahead log: a directory of segment files holding entries and hard states.
+
+Writing is append-only. ``append`` turns entries and a hard state into records (a TRUNCATE
+record first when the entries overwrite the log's tail, then ENTRIES records of at most
+``record_bytes_max`` bytes, then the HARD_STATE), writes them with one ``write`` per segment
+touched, and syncs as the fsync policy says. A segment rolls before a record would take it
+past ``segment_bytes_max``: the full segment is synced first (so only the last segment can
+ever end in a torn write), and the new one is created complete (header and current hard
+state) under a temporary name, synced, renamed into place, and its directory synced.
+
+No thread runs inside: with ``FsyncPolicy.BATCH`` the driver calls ``sync()`` when
+``needs_sync()`` becomes true (at ``sync_deadline()``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from consensus import codec
+from consensus.errors import InvalidRequestError
+from consensus.messages import Entry, HardState, SnapshotMeta
+from consensus.storage import failpoints
+from consensus.storage.config import FsyncPolicy, StorageConfig
+from consensus.storage.entry_batch import encode_entry_batches
+from consensus.storage.files import remove_files, sync_directory, sync_file, write_all
+from consensus.storage.records import RECORD_HEADER_BYTES, RecordType, encode_record
+from consensus.storage.segments import (
+    SEGMENT_HEADER_PAYLOAD_BYTES,
+    SegmentHeader,
+    SegmentInfo,
+    encode_segment_header,
+    segment_name,
+)
+from consensus.storage.wal_recovery import RecoveredWal, recover_wal
+
+__all__ = ["WriteAheadLog"]
+
+Clock = Callable[[], float]
+
+# The most a new segment's header and hard state records take (a hard state's protobuf
+# encoding is at most 33 bytes: three 10-byte varints and their tags).
+_PREAMBLE_BYTES_MAX = 2 * RECORD_HEADER_BYTES + SEGMENT_HEADER_PAYLOAD_BYTES + 33
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """One encoded record and the log state once it is written."""
+
+    data: bytes
+    last_index: int
+    hard_state: HardState
+    max_entry_index: int  # 0 unless an ENTRIES record
+
+
+class WriteAheadLog:
+    """Segments in ``directory``; entries ``base_index + 1 .. last_index`` and a hard state."""
+
+    def __init__(
+        self,
+        directory: Path,
+        config: StorageConfig,
+        clock: Clock,
+        recovered: RecoveredWal,
+    ) -> None:
+        if not recovered.segments:
+            raise AssertionError("a WAL always has at least one segment")
+        self.directory = directory
+        self._config = config
+        self._clock = clock
+        self._segments = recovered.segments
+        self._base_index = recovered.base_index
+        self._last_index = recovered.base_index + len(recovered.entries)
+        self._hard_state = recovered.hard_state
+        self._unsynced_since: float | None = None
+        self._fd = os.open(self._segments[-1].path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+
+    @classmethod
+    def open(
+        cls, directory: Path, config: StorageConfig, clock: Clock, snapshot: SnapshotMeta | None
+    ) -> tuple[WriteAheadLog, RecoveredWal]:
+        """Recover the WAL in ``directory`` (creating it empty when there is none)."""
+        recovered = recover_wal(directory, snapshot, sync=config.syncs)
+        if recovered is None:
+            header = SegmentHeader(seq=1, first_index=1)
+            path = _create_segment(directory, header, HardState(), sync=config.syncs)
+            size = path.stat().st_size
+            recovered = RecoveredWal([SegmentInfo(path, header, size, 0)], 0, [], HardState())
+        return cls(directory, config, clock, recovered), recovered
+
+    # ---- state --------------------------------------------------------------------------
+
+    @property
+    def base_index(self) -> int:
+        """Entries up to here are covered by the snapshot: they can no longer be rewritten."""
+        return self._base_index
+
+    @property
+    def last_index(self) -> int:
+        return self._last_index
+
+    @property
+    def hard_state(self) -> HardState:
+        return self._hard_state
+
+    @property
+    def segments(self) -> tuple[SegmentInfo, ...]:
+        return tuple(self._segments)
+
+    # ---- writing ------------------------------------------------------------------------
+
+    def append(self, entries: Sequence[Entry], hard_state: HardState | None) -> None:
+        """Persist ``entries`` (replacing the log from ``entries[0].index`` on), then ``hard_state``."""
+        pending = self._encode(entries, hard_state)
+        if not pending:
+            return
+        self._write(pending)
+        self._after_write()
+
+    def _encode(self, entries: Sequence[Entry], hard_state: HardState | None) -> list[_Pending]:
+        """All validation and encoding, before anything is written."""
+        pending: list[_Pending] = []
+        last = self._last_index
+        state = self._hard_state
+        if entries:
+            first = entries[0].index
+            if first <= self._base_index:
+                raise InvalidRequestError(
+                    f"cannot write entry {first}: entries up to {self._base_index} are in the snapshot"
+                )
+            if first > last + 1:
+                raise InvalidRequestError(f"entries starting at {first} leave a gap after last index {last}")
+            if first <= last:
+                if first <= state.commit:
+                    raise InvalidRequestError(
+                        f"entries starting at {first} would replace committed entries (commit {state.commit})"
+                    )
+                last = first - 1
+                record = encode_record(RecordType.TRUNCATE, first.to_bytes(8, "little"))
+                pending.append(_Pending(record, last, state, 0))
+            payload_bytes_max = self._config.record_bytes_max - RECORD_HEADER_BYTES
+            # Records no bigger than a segment's room, so big batches still fill segments evenly.
+            segment_room = self._config.segment_bytes_max - _PREAMBLE_BYTES_MAX - RECORD_HEADER_BYTES
+            target = min(payload_bytes_max, segment_room)
+            for payload, _, batch_last in encode_entry_batches(entries, target, payload_bytes_max):
+                last = batch_last
+                pending.append(_Pending(encode_record(RecordType.ENTRIES, payload), last, state, last))
+        if hard_state is not None:
+            _check_hard_state(state, hard_state, max(last, self._base_index))
+            state = hard_state
+            record = encode_record(RecordType.HARD_STATE, codec.encode_hard_state(hard_state))
+            pending.append(_Pending(record, last, state, 0))
+        return pending
+
+    def _write(self, pending: list[_Pending]) -> None:
+        chunk: list[bytes] = []
+        chunk_bytes = 0
+        for item in pending:
+            segment = self._segments[-1]
+            size = segment.size_bytes + chunk_bytes
+            # A segment holding only its preamble takes any record, however large: no endless rolling.
+            if size > _PREAMBLE_BYTES_MAX and size + len(item.data) > self._config.segment_bytes_max:
+                self._flush(chunk)
+                chunk, chunk_bytes = [], 0
+                self._roll()
+                segment = self._segments[-1]
+            chunk.append(item.data)
+            chunk_bytes += len(item.data)
+            self._last_index = item.last_index
+            self._hard_state = item.hard_state
+            segment.max_entry_index = max(segment.max_entry_index, item.max_entry_index)
+        self._flush(chunk)
+
+    def _flush(self, chunk: list[bytes]) -> None:
+        if not chunk:
+            return
+        data = b"".join(chunk)
+        write_all(self._fd, data)
+        self._segments[-1].size_bytes += len(data)
+        if self._unsynced_since is None:
+            self._unsynced_since = self._clock()
+
+    def _after_write(self) -> None:
+        failpoints.hit(failpoints.WAL_AFTER_APPEND_BEFORE_FSYNC)
+        policy = self._config.fsync
+        if policy is FsyncPolicy.ALWAYS or (policy is FsyncPolicy.BATCH and self.needs_sync()):
+            self.sync()
+
+    def _roll(self) -> None:
+        """Close the full segment (synced) and continue in a new one."""
+        self._new_segment(SegmentHeader(self._segments[-1].header.seq + 1, self._last_index + 1))
+
+    def _new_segment(self, header: SegmentHeader) -> None:
+        if self._config.syncs:
+            self._sync_active()
+        path = _create_segment(self.directory, header, self._hard_state, sync=self._config.syncs)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        os.close(self._fd)
+        self._fd = fd
+        self._segments.append(SegmentInfo(path, header, path.stat().st_size, 0))
+
+    # ---- snapshots and compaction -------------------------------------------------------
+
+    def begin_reset(self, snapshot: SnapshotMeta, hard_state: HardState | None) -> None:
+        """Start a new log after a leader's snapshot (discarding every entry), in a reset segment.
+
+        The segment opens with ``hard_state`` (its commit capped at the snapshot index, since
+        the entries it may cover come later), so that once the install is durable the term
+        is at least the one it happened in. The caller writes the snapshot file only after
+        this returns, then calls ``drop_replaced_segments``; recovery undoes a reset whose
+        snapshot is missing, and with it this hard state.
+        """
+        if snapshot.index <= self._base_index:
+            raise InvalidRequestError(
+                f"snapshot at index {snapshot.index} is not newer than the log's base {self._base_index}"
+            )
+        if hard_state is not None:
+            opening = HardState(hard_state.term, hard_state.vote, min(hard_state.commit, snapshot.index))
+            _check_hard_state(self._hard_state, opening, snapshot.index)
+            self._hard_state = opening
+        seq = self._segments[-1].header.seq + 1
+        header = SegmentHeader(seq, snapshot.index + 1, (snapshot.index, snapshot.term))
+        self._new_segment(header)
+        self._base_index = snapshot.index
+        self._last_index = snapshot.index
+
+    def drop_replaced_segments(self) -> list[Path]:
+        """After a completed reset: delete every segment before the reset segment."""
+        if self._segments[-1].header.reset is None:
+            raise AssertionError("drop_replaced_segments without a reset segment last")
+        return self._drop_prefix(len(self._segments) - 1)
+
+    def note_snapshot(self, index: int) -> None:
+        """The application saved a snapshot at ``index``: entries up to it are final."""
+        if not self._base_index < index <= self._last_index:
+            raise InvalidRequestError(
+                f"snapshot index {index} is outside the log's range ({self._base_index}, {self._last_index}]"
+            )
+        self._base_index = index
+
+    def compact(self, index: int) -> list[Path]:
+        """Delete the oldest segments whose entries all have index <= ``index`` (never the last)."""
+        if index > self._base_index:
+            raise InvalidRequestError(f"cannot compact to {index}: the snapshot is at {self._base_index}")
+        count = 0
+        for segment in self._segments[:-1]:
+            if segment.max_entry_index > index:
+                break
+            count += 1
+        return self._drop_prefix(count)
+
+    def _drop_prefix(self, count: int) -> list[Path]:
+        doomed = self._segments[:count]
+        removed = remove_files([s.path for s in doomed], self.directory, sync=self._config.syncs)
+        del self._segments[:count]
+        return removed
+
+    # ---- syncing ------------------------------------------------------------------------
+
+    def needs_sync(self) -> bool:
+        """True once the oldest unsynced write is ``sync_interval_ms`` old (``BATCH`` only)."""
+        deadline = self.sync_deadline()
+        return deadline is not None and self._clock() >= deadline
+
+    def sync_deadline(self) -> float | None:
+        """When (on the storage's clock, in seconds) ``sync()`` is due; None if nothing is pending."""
+        if self._unsynced_since is None or self._config.fsync is not FsyncPolicy.BATCH:
+            return None
+        return self._unsynced_since + self._config.sync_interval_ms / 1000
+
+    def sync(self) -> None:
+        """Make every write so far durable (whatever the policy, when there is any)."""
+        if self._unsynced_since is None:
+            return
+        self._sync_active()
+        failpoints.hit(failpoints.WAL_AFTER_FSYNC)
+
+    def _sync_active(self) -> None:
+        sync_file(self._fd)
+        self._unsynced_since = None
+
+    def close(self) -> None:
+        if self._config.fsync is FsyncPolicy.BATCH:
+            self.sync()
+        os.close(self._fd)
+        self._fd = -1
+
+
+def _check_hard_state(previous: HardState, new: HardState, last_index: int) -> None:
+    if new.term < previous.term:
+        raise InvalidRequestError(f"hard state term goes back from {previous.term} to {new.term}")
+    if new.commit < previous.commit:
+        raise InvalidRequestError(f"hard state commit goes back from {previous.commit} to {new.commit}")
+    if new.commit > last_index:
+        raise InvalidRequestError(f"hard state commit {new.commit} is beyond the last index {last_index}")
+
+
+def _create_segment(directory: Path, header: SegmentHeader, hard_state: HardState, *, sync: bool) -> Path:
+    """Create a complete segment (header + hard state) atomically: temp file, sync, rename."""
+    path = directory / segment_name(header.seq, header.first_index)
+    data = encode_record(RecordType.SEGMENT_HEADER, encode_segment_header(header)) + encode_record(
+        RecordType.HARD_STATE, codec.encode_hard_state(hard_state)
+    )
+    if len(data) > _PREAMBLE_BYTES_MAX:
+        raise AssertionError(f"segment preamble of {len(data)} bytes exceeds {_PREAMBLE_BYTES_MAX}")
+    temp = path.with_name(path.name + ".tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        write_all(fd, data)
+        if sync:
+            sync_file(fd)
+    finally:
+        os.close(fd)
+    os.rename(temp, path)
+    if sync:
+        sync_directory(directory)
+    return path

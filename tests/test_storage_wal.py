@@ -1,0 +1,438 @@
+"""The write-ahead log through ``NodeStorage``: round trips, segment rolling and compaction,
+conflict truncation, torn-tail repair versus corruption, fsync policies, and crashes at the
+WAL failpoints in a child process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from consensus.errors import InvalidRequestError
+from consensus.messages import Entry, EntryKind, HardState, Ready
+from consensus.storage import (
+    FsyncPolicy,
+    NodeStorage,
+    RecordTooLargeError,
+    StorageConfig,
+    StorageCorruptionError,
+    failpoints,
+)
+from consensus.storage import wal as wal_module
+from consensus.storage.records import RawRecord, RecordType, scan_records
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CLUSTER = "wal-tests"
+
+
+def open_storage(path: Path, **config: object) -> NodeStorage:
+    return NodeStorage.open(path, cluster_id=CLUSTER, node_id=1, config=StorageConfig(**config))  # type: ignore[arg-type]
+
+
+def make_entries(first: int, count: int, term: int = 1, size: int = 16) -> list[Entry]:
+    return [
+        Entry(term, index, EntryKind.NORMAL, f"t{term}-e{index}".encode().ljust(size, b"."))
+        for index in range(first, first + count)
+    ]
+
+
+def append(storage: NodeStorage, entries: list[Entry], commit: int | None = None, term: int = 1) -> None:
+    hard_state = None if commit is None else HardState(term=term, vote=1, commit=commit)
+    storage.save_ready(Ready(entries=entries, hard_state=hard_state))
+
+
+def records_of(path: Path) -> list[RawRecord]:
+    return scan_records(path.read_bytes(), path, tail_may_be_torn=True).records
+
+
+def flip_byte(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+# ---- round trips ----------------------------------------------------------------------------
+
+
+def test_fresh_directory_restores_an_empty_state(tmp_path: Path) -> None:
+    with open_storage(tmp_path / "node") as storage:
+        restored = storage.restored_state()
+        assert restored.hard_state == HardState()
+        assert restored.snapshot is None
+        assert restored.entries == ()
+        assert storage.last_index == 0
+
+
+def test_entries_and_hard_state_survive_reopen(tmp_path: Path) -> None:
+    first = make_entries(1, 10)
+    second = [
+        *make_entries(11, 3, term=2),
+        Entry(2, 14, EntryKind.NOOP),
+        Entry(2, 15, EntryKind.CONFIG, b"v=1;l="),
+    ]
+    with open_storage(tmp_path) as storage:
+        append(storage, first, commit=4)
+        append(storage, second, commit=12, term=2)
+        storage.save_ready(Ready(hard_state=HardState(term=3, vote=2, commit=13)))
+    with open_storage(tmp_path) as storage:
+        restored = storage.restored_state()
+        assert restored.entries == tuple(first + second)
+        assert restored.hard_state == HardState(term=3, vote=2, commit=13)
+        assert storage.recovery_notes == ()
+        append(storage, make_entries(16, 2, term=3))
+    with open_storage(tmp_path) as storage:
+        assert [e.index for e in storage.restored_state().entries] == list(range(1, 18))
+
+
+def test_a_ten_thousand_entry_batch_round_trips(tmp_path: Path) -> None:
+    batch = make_entries(1, 10_000, size=256)
+    with open_storage(tmp_path, segment_bytes_max=1024 * 1024) as storage:
+        append(storage, batch, commit=10_000)
+        assert len(storage.segment_paths()) == 3  # 2.7 MB of entries in 1 MiB segments
+    with open_storage(tmp_path) as storage:
+        assert storage.restored_state().entries == tuple(batch)
+
+
+# ---- conflict truncation --------------------------------------------------------------------
+
+
+def test_conflict_truncation_survives_reopen(tmp_path: Path) -> None:
+    with open_storage(tmp_path) as storage:
+        append(storage, make_entries(1, 10), commit=3)
+        append(storage, make_entries(6, 2, term=2))  # replaces 6..10
+        assert storage.last_index == 7
+    with open_storage(tmp_path) as storage:
+        assert storage.restored_state().entries == tuple(make_entries(1, 5) + make_entries(6, 2, term=2))
+        append(storage, make_entries(8, 1, term=2))
+    with open_storage(tmp_path) as storage:
+        assert [e.term for e in storage.restored_state().entries] == [1] * 5 + [2] * 3
+
+
+def test_truncation_reaching_back_into_an_earlier_segment(tmp_path: Path) -> None:
+    with open_storage(tmp_path, segment_bytes_max=600) as storage:
+        for first in range(1, 41, 4):
+            append(storage, make_entries(first, 4))
+        assert len(storage.segment_paths()) > 3
+        append(storage, make_entries(5, 3, term=2))
+    with open_storage(tmp_path, segment_bytes_max=600) as storage:
+        assert storage.restored_state().entries == tuple(make_entries(1, 4) + make_entries(5, 3, term=2))
+
+
+# ---- segments and compaction ----------------------------------------------------------------
+
+
+def test_segments_roll_at_the_size_limit(tmp_path: Path) -> None:
+    with open_storage(tmp_path, segment_bytes_max=1024) as storage:
+        for first in range(1, 201, 5):
+            append(storage, make_entries(first, 5), commit=first)
+        paths = storage.segment_paths()
+    assert len(paths) > 5
+    assert all(path.stat().st_size <= 1024 for path in paths)
+    with open_storage(tmp_path, segment_bytes_max=1024) as storage:
+        assert [e.index for e in storage.restored_state().entries] == list(range(1, 201))
+
+
+def test_compaction_removes_only_segments_covered_by_the_snapshot(tmp_path: Path) -> None:
+    from consensus.messages import ConfState, Snapshot, SnapshotMeta
+
+    with open_storage(tmp_path, segment_bytes_max=1024) as storage:
+        for first in range(1, 201, 5):
+            append(storage, make_entries(first, 5), commit=first + 4)
+        before = storage.segment_paths()
+        storage.save_snapshot(Snapshot(SnapshotMeta(120, 1, ConfState((1,))), b"app-state"))
+        removed = storage.compact(120)
+        after = storage.segment_paths()
+        assert removed == len(before) - len(after) > 0
+        assert after == before[removed:]
+        # What is left still starts at or before 121: nothing after the snapshot was lost.
+        assert after[0].name.split("-")[1] <= f"{121:020d}.wal"
+        with pytest.raises(InvalidRequestError, match="snapshot is at 120"):
+            storage.compact(121)
+    for path in before[:removed]:
+        assert not path.exists()
+    with open_storage(tmp_path, segment_bytes_max=1024) as storage:
+        restored = storage.restored_state()
+        assert restored.snapshot is not None and restored.snapshot.meta.index == 120
+        assert [e.index for e in restored.entries] == list(range(121, 201))
+
+
+# ---- refusing bad appends -------------------------------------------------------------------
+
+
+def test_invalid_appends_are_refused_and_leave_the_storage_usable(tmp_path: Path) -> None:
+    with open_storage(tmp_path) as storage:
+        append(storage, make_entries(1, 5), commit=3, term=2)
+        cases = [
+            (Ready(entries=make_entries(7, 1)), "gap"),
+            (Ready(entries=make_entries(3, 1)), "committed"),
+            (Ready(entries=[make_entries(6, 1)[0], make_entries(8, 1)[0]]), "consecutive"),
+            (Ready(hard_state=HardState(term=2, vote=1, commit=6)), "beyond the last index"),
+            (Ready(hard_state=HardState(term=1, vote=1, commit=3)), "term goes back"),
+            (Ready(hard_state=HardState(term=2, vote=1, commit=2)), "commit goes back"),
+        ]
+        for ready, message in cases:
+            with pytest.raises(InvalidRequestError, match=message):
+                storage.save_ready(ready)
+        append(storage, make_entries(6, 1), commit=6, term=2)
+    with open_storage(tmp_path) as storage:
+        assert storage.last_index == 6
+
+
+def test_an_oversize_entry_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    with open_storage(tmp_path, record_bytes_max=4096) as storage:
+        append(storage, make_entries(1, 1, size=4000))
+        with pytest.raises(RecordTooLargeError, match=r"entry 2 needs \d+ bytes"):
+            append(storage, make_entries(2, 1, size=5000))
+        append(storage, make_entries(2, 3, size=3000))  # three records of one entry each
+    with open_storage(tmp_path, record_bytes_max=4096) as storage:
+        assert storage.last_index == 4
+
+
+# ---- torn tails and corruption --------------------------------------------------------------
+
+
+def test_torn_last_record_is_truncated_at_every_offset_and_appends_continue(tmp_path: Path) -> None:
+    template = tmp_path / "template"
+    with open_storage(template) as storage:
+        append(storage, make_entries(1, 5), commit=2)
+        (segment,) = storage.segment_paths()
+        last_record_offset = segment.stat().st_size
+        append(storage, make_entries(6, 2))
+    whole = segment.read_bytes()
+    relative = segment.relative_to(template)
+    for cut in range(last_record_offset, len(whole)):
+        node = tmp_path / f"cut{cut}"
+        shutil.copytree(template, node)
+        (node / relative).write_bytes(whole[:cut])
+        with open_storage(node) as storage:
+            assert [e.index for e in storage.restored_state().entries] == [1, 2, 3, 4, 5]
+            if cut > last_record_offset:
+                assert any("truncated" in note for note in storage.recovery_notes)
+            assert (node / relative).stat().st_size == last_record_offset
+            append(storage, make_entries(6, 1, term=2))
+        with open_storage(node) as storage:
+            assert storage.restored_state().entries[-1] == make_entries(6, 1, term=2)[0]
+        shutil.rmtree(node)
+
+
+@pytest.mark.parametrize("zero_bytes", [1, 12, 13, 4096])
+def test_zero_filled_tail_is_truncated(tmp_path: Path, zero_bytes: int) -> None:
+    with open_storage(tmp_path) as storage:
+        append(storage, make_entries(1, 5), commit=5)
+        (segment,) = storage.segment_paths()
+    size = segment.stat().st_size
+    with segment.open("ab") as file:
+        file.write(b"\0" * zero_bytes)
+    with open_storage(tmp_path) as storage:
+        assert storage.last_index == 5
+        assert segment.stat().st_size == size
+        append(storage, make_entries(6, 1))
+    with open_storage(tmp_path) as storage:
+        assert storage.last_index == 6
+
+
+def test_a_last_record_zeroed_after_its_first_bytes_is_a_torn_tail(tmp_path: Path) -> None:
+    with open_storage(tmp_path) as storage:
+        append(storage, make_entries(1, 5), commit=5)
+        append(storage, make_entries(6, 5))
+        (segment,) = storage.segment_paths()
+    last = records_of(segment)[-1]
+    data = bytearray(segment.read_bytes())
+    data[last.offset + 20 :] = bytes(len(data) - last.offset - 20)  # the file system's zeros
+    segment.write_bytes(bytes(data))
+    with open_storage(tmp_path) as storage:
+        assert storage.last_index == 5
+
+
+@pytest.mark.parametrize("where", ["payload", "header"])
+def test_a_damaged_record_in_the_middle_raises_naming_file_and_offset(tmp_path: Path, where: str) -> None:
+    with open_storage(tmp_path) as storage:
+        for first in range(1, 16, 5):
+            append(storage, make_entries(first, 5), commit=first)
+        (segment,) = storage.segment_paths()
+    entry_records = [r for r in records_of(segment) if r.type == RecordType.ENTRIES]
+    damaged = entry_records[1]
+    flip_byte(segment, damaged.payload_start + 30 if where == "payload" else damaged.offset + 2)
+    with pytest.raises(StorageCorruptionError) as caught:
+        open_storage(tmp_path)
+    assert caught.value.path == segment
+    assert caught.value.offset == damaged.offset
+    assert str(segment) in str(caught.value) and f"byte offset {damaged.offset}" in str(caught.value)
+    assert "valid data follows" in str(caught.value)
+    # The refusal is stable: nothing was "repaired" on the way.
+    with pytest.raises(StorageCorruptionError):
+        open_storage(tmp_path)
+
+
+def test_damage_at_the_end_of_a_segment_that_is_not_the_last_raises(tmp_path: Path) -> None:
+    with open_storage(tmp_path, segment_bytes_max=600) as storage:
+        for first in range(1, 61, 5):
+            append(storage, make_entries(first, 5), commit=first)
+        first_segment = storage.segment_paths()[0]
+    last = records_of(first_segment)[-1]
+    flip_byte(first_segment, last.payload_end - 1)
+    with pytest.raises(StorageCorruptionError, match="not the last one") as caught:
+        open_storage(tmp_path, segment_bytes_max=600)
+    assert caught.value.path == first_segment and caught.value.offset == last.offset
+
+
+def test_a_missing_segment_is_fatal(tmp_path: Path) -> None:
+    with open_storage(tmp_path, segment_bytes_max=600) as storage:
+        for first in range(1, 61, 5):
+            append(storage, make_entries(first, 5))
+        paths = storage.segment_paths()
+    paths[1].unlink()
+    with pytest.raises(StorageCorruptionError, match=r"sequence jumps from 1 \(\S+\) to 3"):
+        open_storage(tmp_path)
+    paths[0].unlink()  # now the log starts at index 31 with no snapshot to cover 1..30
+    with pytest.raises(StorageCorruptionError, match="do not follow last index 0") as caught:
+        open_storage(tmp_path)
+    assert caught.value.path == paths[2]
+
+
+def test_a_bad_segment_header_is_fatal(tmp_path: Path) -> None:
+    with open_storage(tmp_path) as storage:
+        append(storage, make_entries(1, 3))
+        (segment,) = storage.segment_paths()
+    flip_byte(segment, 20)  # inside the header record's payload (the magic)
+    with pytest.raises(StorageCorruptionError) as caught:
+        open_storage(tmp_path)
+    assert caught.value.offset == 0
+
+
+def test_a_last_segment_with_a_damaged_header_is_fatal_not_torn(tmp_path: Path) -> None:
+    # Segments are created whole under a temporary name: a cut header is damage, not a crash.
+    with open_storage(tmp_path, segment_bytes_max=600) as storage:
+        for first in range(1, 31, 5):
+            append(storage, make_entries(first, 5))
+        last = storage.segment_paths()[-1]
+    last.write_bytes(last.read_bytes()[:30])
+    with pytest.raises(StorageCorruptionError, match="created whole") as caught:
+        open_storage(tmp_path)
+    assert caught.value.path == last and caught.value.offset == 0
+
+
+def test_an_unfinished_new_segment_is_removed_at_open(tmp_path: Path) -> None:
+    with open_storage(tmp_path) as storage:
+        append(storage, make_entries(1, 3))
+        (segment,) = storage.segment_paths()
+    leftover = segment.with_name("0000000000000002-00000000000000000004.wal.tmp")
+    leftover.write_bytes(b"partial")
+    with open_storage(tmp_path) as storage:
+        assert not leftover.exists()
+        assert storage.last_index == 3
+        assert storage.recovery_notes == (f"removed unfinished segment file {leftover}",)
+
+
+# ---- fsync policies -------------------------------------------------------------------------
+
+
+class SyncCounter:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        real = wal_module.sync_file
+
+        def counting(fd: int) -> None:
+            self.count += 1
+            real(fd)
+
+        monkeypatch.setattr(wal_module, "sync_file", counting)
+
+
+def test_always_syncs_before_every_save_ready_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with open_storage(tmp_path, fsync="always") as storage:
+        counter = SyncCounter(monkeypatch)
+        append(storage, make_entries(1, 3))
+        assert counter.count == 1
+        storage.save_ready(Ready(hard_state=HardState(term=1, vote=1, commit=3)))
+        assert counter.count == 2
+        assert not storage.needs_sync() and storage.sync_deadline() is None
+
+
+def test_never_does_not_sync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with open_storage(tmp_path, fsync="never") as storage:
+        counter = SyncCounter(monkeypatch)
+        append(storage, make_entries(1, 3), commit=3)
+        assert counter.count == 0
+
+
+def test_batch_syncs_once_per_interval_driven_by_the_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [100.0]
+    config = StorageConfig(fsync=FsyncPolicy.BATCH, sync_interval_ms=10)
+    storage = NodeStorage.open(tmp_path, cluster_id=CLUSTER, node_id=1, config=config, clock=lambda: now[0])
+    counter = SyncCounter(monkeypatch)
+    append(storage, make_entries(1, 1))
+    now[0] += 0.004
+    append(storage, make_entries(2, 1))
+    assert counter.count == 0
+    assert storage.sync_deadline() == pytest.approx(100.010)
+    assert not storage.needs_sync()
+    now[0] += 0.006
+    assert storage.needs_sync()
+    storage.sync()  # what the runtime does at the deadline
+    assert counter.count == 1 and not storage.needs_sync() and storage.sync_deadline() is None
+    append(storage, make_entries(3, 1))
+    now[0] += 0.020
+    append(storage, make_entries(4, 1))  # the interval has passed: this write syncs inline
+    assert counter.count == 2 and storage.sync_deadline() is None
+    append(storage, make_entries(5, 1))
+    storage.close()  # syncs what is pending
+    assert counter.count == 3
+
+
+# ---- failpoints ------------------------------------------------------------------------------
+
+
+def test_failpoint_names_are_checked() -> None:
+    with pytest.raises(ValueError, match="unknown failpoint"):
+        failpoints.arm("wal.no_such_point")
+    with pytest.raises(ValueError, match="bad hit count"):
+        failpoints.arm_from_environment("wal.after_fsync@x")
+    assert failpoints.armed() == frozenset()
+
+
+_WAL_CHILD = textwrap.dedent(
+    """
+    import sys
+    from consensus.messages import Entry, HardState, Ready
+    from consensus.storage import NodeStorage, StorageConfig
+
+    config = StorageConfig(fsync="always")
+    storage = NodeStorage.open(sys.argv[1], cluster_id="wal-tests", node_id=1, config=config)
+    last = storage.last_index
+    for index in range(last + 1, last + 100):
+        entry = Entry(1, index, data=b"payload-%d" % index)
+        storage.save_ready(Ready(entries=[entry], hard_state=HardState(term=1, vote=1, commit=index)))
+        print(index, flush=True)  # acknowledged: save_ready returned
+    """
+)
+
+
+@pytest.mark.parametrize("failpoint", [failpoints.WAL_AFTER_APPEND_BEFORE_FSYNC, failpoints.WAL_AFTER_FSYNC])
+def test_a_crash_at_a_wal_failpoint_keeps_every_acknowledged_write(tmp_path: Path, failpoint: str) -> None:
+    with open_storage(tmp_path) as storage:
+        append(storage, make_entries(1, 3), commit=3)
+    env = {**os.environ, failpoints.ENV_VARIABLE: f"{failpoint}@5", "PYTHONPATH": str(REPO_ROOT)}
+    child = subprocess.run(
+        [sys.executable, "-c", _WAL_CHILD, str(tmp_path)], env=env, capture_output=True, timeout=60, text=True
+    )
+    assert child.returncode == -9, child.stderr
+    assert f"failpoint {failpoint} hit" in child.stderr
+    acknowledged = [int(line) for line in child.stdout.split()]
+    assert acknowledged == [4, 5, 6, 7]
+    with open_storage(tmp_path) as storage:
+        restored = storage.restored_state()
+        # Everything acknowledged is there; the write in flight may be too (a process crash
+        # keeps the page cache), but nothing else.
+        assert storage.last_index in (7, 8)
+        assert restored.entries[3:7] == tuple(Entry(1, i, data=b"payload-%d" % i) for i in range(4, 8))
+        assert restored.hard_state.commit >= 7
