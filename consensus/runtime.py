@@ -1,0 +1,395 @@
+"""The asyncio driver of one Raft node: the thin loop that does what ``Ready`` says.
+
+One task owns the ``RaftCore``; everything else (incoming messages, proposals, reads, the
+tick timer) reaches it through bounded queues, so the core is never touched concurrently
+and ``ready()``/``advance()`` are never interleaved with other calls. Per loop turn it:
+
+1. steps the messages that arrived (bounded per turn), ticks if a tick is due;
+2. proposes every queued proposal in one batch (this is where concurrent clients'
+   requests are merged into one log append);
+3. handles ``Ready`` batches: persist (storage), send (transport), apply (state machine),
+   release reads whose index has been applied, then ``advance``;
+4. takes a snapshot of the state machine when the log has grown past a threshold;
+5. syncs the write-ahead log when the group-commit deadline has come.
+
+Proposals resolve when their entry is applied (with the state machine's result); an entry
+that was overwritten by another leader's resolves with ``ProposalDroppedError``. Reads
+use ReadIndex: they resolve once the applied index has reached the read index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from consensus.config import RaftConfig
+from consensus.core import RaftCore
+from consensus.errors import InvalidMessageError, NotLeaderError, ProposalDroppedError, RaftError
+from consensus.messages import Entry, EntryKind, Message, ReadState, Ready, Role
+from consensus.storage import NodeStorage
+
+log = logging.getLogger(__name__)
+
+
+class StateMachine(Protocol):
+    """The application's replicated state machine, deterministic on every replica."""
+
+    def apply(self, entry: Entry) -> object:
+        """Apply one committed NORMAL entry; the result goes back to its proposer."""
+
+    def snapshot(self) -> bytes:
+        """The whole state as bytes (taken at the applied index)."""
+
+    def restore(self, data: bytes) -> None:
+        """Replace the whole state with a snapshot's bytes."""
+
+
+class NodeStoppedError(RaftError):
+    """The node was stopped while the request was waiting."""
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeConfig:
+    tick_interval_ms: float = 20.0
+    inbound_messages_max: int = 65_536
+    messages_per_turn_max: int = 4096
+    proposals_pending_max: int = 65_536
+    proposals_per_batch_max: int = 4096
+    reads_pending_max: int = 65_536
+    # Take a state machine snapshot (and compact the log) every this many applied entries.
+    snapshot_every_entries: int = 10_000
+
+    def __post_init__(self) -> None:
+        if self.tick_interval_ms <= 0:
+            raise ValueError(f"tick_interval_ms must be > 0, got {self.tick_interval_ms}")
+        for name in (
+            "inbound_messages_max",
+            "messages_per_turn_max",
+            "proposals_pending_max",
+            "proposals_per_batch_max",
+            "reads_pending_max",
+            "snapshot_every_entries",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass(slots=True)
+class _PendingProposal:
+    data: bytes
+    future: asyncio.Future[object]
+
+
+@dataclass(slots=True)
+class _PendingRead:
+    request_id: bytes
+    future: asyncio.Future[int]
+    index: int = 0
+
+
+class RaftNode:
+    """Runs one ``RaftCore`` with real storage and a message sender."""
+
+    def __init__(
+        self,
+        raft_config: RaftConfig,
+        storage: NodeStorage,
+        send: Callable[[Message], None],
+        state_machine: StateMachine,
+        runtime_config: RuntimeConfig | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.runtime_config = runtime_config or RuntimeConfig()
+        self.storage = storage
+        self._send = send
+        self.state_machine = state_machine
+        restored = storage.restored_state()
+        self.core = RaftCore(raft_config, restored, rng or random.Random())
+        if restored.snapshot is not None:
+            state_machine.restore(restored.snapshot.data)
+        self.node_id = raft_config.node_id
+        self._inbound: deque[Message] = deque()
+        self._proposals: deque[_PendingProposal] = deque()
+        self._awaiting_apply: dict[int, tuple[int, asyncio.Future[object]]] = {}
+        self._reads_to_start: deque[_PendingRead] = deque()
+        self._reads_started: dict[bytes, _PendingRead] = {}
+        self._reads_to_serve: deque[_PendingRead] = deque()
+        self._read_counter = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopped = False
+        self.counters: dict[str, int] = {
+            "messages_in": 0,
+            "messages_dropped": 0,
+            "messages_invalid": 0,
+            "messages_out": 0,
+            "entries_applied": 0,
+            "snapshots_taken": 0,
+            "snapshots_installed": 0,
+        }
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is not None:
+            raise RuntimeError("node already started")
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"raft-node-{self.node_id}")
+
+    async def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        self._fail_everything(NodeStoppedError(f"node {self.node_id} stopped"))
+
+    # ---- inputs ---------------------------------------------------------------------------
+
+    def deliver(self, msg: Message) -> None:
+        """Hand over a message from the network (never blocks; drops when the queue is full)."""
+        if len(self._inbound) >= self.runtime_config.inbound_messages_max:
+            self.counters["messages_dropped"] += 1
+            return
+        self._inbound.append(msg)
+        self._wake.set()
+
+    async def propose(self, data: bytes, timeout_s: float) -> object:
+        """Replicate ``data``; returns what the state machine's ``apply`` returned for it."""
+        self._check_running()
+        if self.core.role != Role.LEADER:
+            raise NotLeaderError(self.core.leader_id, "propose")
+        if len(self._proposals) >= self.runtime_config.proposals_pending_max:
+            raise ProposalDroppedError(f"{len(self._proposals)} proposals are already queued")
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._proposals.append(_PendingProposal(data, future))
+        self._wake.set()
+        return await asyncio.wait_for(future, timeout_s)
+
+    async def read_index(self, timeout_s: float) -> int:
+        """Linearizable read barrier: returns once the local state machine reflects every
+        write acknowledged before the call. Serve the read from the state machine after it."""
+        self._check_running()
+        if self.core.role != Role.LEADER:
+            raise NotLeaderError(self.core.leader_id, "read")
+        pending = len(self._reads_to_start) + len(self._reads_started) + len(self._reads_to_serve)
+        if pending >= self.runtime_config.reads_pending_max:
+            raise ProposalDroppedError(f"{pending} reads are already pending")
+        self._read_counter += 1
+        read = _PendingRead(self._read_counter.to_bytes(8, "big"), asyncio.get_running_loop().create_future())
+        self._reads_to_start.append(read)
+        self._wake.set()
+        return await asyncio.wait_for(read.future, timeout_s)
+
+    def transfer_leadership(self, target: int) -> None:
+        self.core.transfer_leadership(target)
+        self._wake.set()
+
+    # ---- status ---------------------------------------------------------------------------
+
+    def status(self) -> dict[str, object]:
+        core = self.core
+        return {
+            "id": self.node_id,
+            "role": core.role.name.lower(),
+            "term": core.term,
+            "leader": core.leader_id,
+            "commit_index": core.commit_index,
+            "applied_index": core.applied_index,
+            "last_index": core.log.last_index,
+            "snapshot_index": core.log.snapshot_index,
+            "voters": list(core.conf.voters),
+            "learners": list(core.conf.learners),
+            **self.counters,
+        }
+
+    # ---- the loop -------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        tick_s = self.runtime_config.tick_interval_ms / 1000.0
+        next_tick = time.monotonic() + tick_s
+        try:
+            while not self._stopped:
+                timeout = next_tick - time.monotonic()
+                deadline = self.storage.sync_deadline()
+                if deadline is not None:
+                    timeout = min(timeout, deadline - time.monotonic())
+                if timeout > 0 and not self._inbound and not self._proposals and not self._reads_to_start:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), timeout)
+                if self._stopped:
+                    break
+                self._step_inbound()
+                now = time.monotonic()
+                if now >= next_tick:
+                    self.core.tick()
+                    # Catch up at most one tick: a stalled loop must not fire an election storm.
+                    next_tick = max(next_tick + tick_s, now)
+                self._propose_queued()
+                self._start_queued_reads()
+                while self.core.has_ready():
+                    self._handle_ready(self.core.ready())
+                self._maybe_snapshot()
+                if self.storage.needs_sync():
+                    self.storage.sync()
+                # Give the transport and clients a chance to run.
+                await asyncio.sleep(0)
+        except Exception:
+            log.exception("raft node %d: driver loop failed; stopping", self.node_id)
+            self._stopped = True
+            raise
+
+    def _step_inbound(self) -> None:
+        for _ in range(min(len(self._inbound), self.runtime_config.messages_per_turn_max)):
+            msg = self._inbound.popleft()
+            self.counters["messages_in"] += 1
+            try:
+                self.core.step(msg)
+            except InvalidMessageError as exc:
+                self.counters["messages_invalid"] += 1
+                log.warning("raft node %d: dropped invalid message: %s", self.node_id, exc)
+
+    def _propose_queued(self) -> None:
+        if not self._proposals:
+            return
+        if self.core.role != Role.LEADER:
+            self._fail_proposals(NotLeaderError(self.core.leader_id, "propose"))
+            return
+        batch = [
+            self._proposals.popleft()
+            for _ in range(min(len(self._proposals), self.runtime_config.proposals_per_batch_max))
+        ]
+        batch = [p for p in batch if not p.future.done()]  # timed out while queued
+        if not batch:
+            return
+        try:
+            last_index = self.core.propose_batch([p.data for p in batch])
+        except RaftError as exc:
+            for proposal in batch:
+                proposal.future.set_exception(exc)
+            return
+        term = self.core.term
+        first_index = last_index - len(batch) + 1
+        for offset, proposal in enumerate(batch):
+            self._awaiting_apply[first_index + offset] = (term, proposal.future)
+
+    def _start_queued_reads(self) -> None:
+        while self._reads_to_start:
+            read = self._reads_to_start.popleft()
+            if read.future.done():
+                continue
+            try:
+                self.core.read_index(read.request_id)
+            except RaftError as exc:
+                read.future.set_exception(exc)
+                continue
+            self._reads_started[read.request_id] = read
+
+    def _handle_ready(self, rd: Ready) -> None:
+        if rd.snapshot is not None:
+            self.state_machine.restore(rd.snapshot.data)
+            self.counters["snapshots_installed"] += 1
+            self._fail_awaiting_up_to(rd.snapshot.meta.index)
+        self.storage.save_ready(rd)
+        for msg in rd.messages:
+            self._send(msg)
+        self.counters["messages_out"] += len(rd.messages)
+        for entry in rd.committed_entries:
+            self._apply(entry)
+        for read_state in rd.read_states:
+            self._on_read_state(read_state)
+        self.core.advance(rd)
+        if rd.soft_state is not None and rd.soft_state.role != Role.LEADER:
+            self._fail_reads(NotLeaderError(rd.soft_state.leader_id, "read"))
+        self._serve_reads()
+
+    def _apply(self, entry: Entry) -> None:
+        result: object = None
+        if entry.kind == EntryKind.NORMAL:
+            result = self.state_machine.apply(entry)
+        self.counters["entries_applied"] += 1
+        waiting = self._awaiting_apply.pop(entry.index, None)
+        if waiting is not None:
+            term, future = waiting
+            if future.done():
+                return
+            if term == entry.term:
+                future.set_result(result)
+            else:
+                future.set_exception(
+                    ProposalDroppedError(
+                        f"entry {entry.index} was replaced by another leader's (term {entry.term})"
+                    )
+                )
+
+    def _on_read_state(self, read_state: ReadState) -> None:
+        read = self._reads_started.pop(read_state.request_id, None)
+        if read is not None:
+            read.index = read_state.index
+            self._reads_to_serve.append(read)
+
+    def _serve_reads(self) -> None:
+        applied = self.core.applied_index
+        keep: deque[_PendingRead] = deque()
+        while self._reads_to_serve:
+            read = self._reads_to_serve.popleft()
+            if read.future.done():
+                continue
+            if read.index <= applied:
+                read.future.set_result(read.index)
+            else:
+                keep.append(read)
+        self._reads_to_serve = keep
+
+    def _maybe_snapshot(self) -> None:
+        core = self.core
+        if core.applied_index - core.log.snapshot_index < self.runtime_config.snapshot_every_entries:
+            return
+        index = core.applied_index
+        core.compact(index, self.state_machine.snapshot())
+        snapshot = core.snapshot
+        assert snapshot is not None and snapshot.meta.index == index
+        self.storage.save_snapshot(snapshot)
+        self.storage.compact(index)
+        self.counters["snapshots_taken"] += 1
+
+    # ---- failing waiters ------------------------------------------------------------------
+
+    def _fail_awaiting_up_to(self, index: int) -> None:
+        for entry_index in [i for i in self._awaiting_apply if i <= index]:
+            _, future = self._awaiting_apply.pop(entry_index)
+            if not future.done():
+                future.set_exception(ProposalDroppedError(f"entry {entry_index} was covered by a snapshot"))
+
+    def _fail_proposals(self, exc: Exception) -> None:
+        while self._proposals:
+            proposal = self._proposals.popleft()
+            if not proposal.future.done():
+                proposal.future.set_exception(exc)
+
+    def _fail_reads(self, exc: Exception) -> None:
+        for read in [*self._reads_to_start, *self._reads_started.values(), *self._reads_to_serve]:
+            if not read.future.done():
+                read.future.set_exception(exc)
+        self._reads_to_start.clear()
+        self._reads_started.clear()
+        self._reads_to_serve.clear()
+
+    def _fail_everything(self, exc: Exception) -> None:
+        self._fail_proposals(exc)
+        self._fail_reads(exc)
+        for _, future in self._awaiting_apply.values():
+            if not future.done():
+                future.set_exception(exc)
+        self._awaiting_apply.clear()
+
+    def _check_running(self) -> None:
+        if self._stopped or self._task is None:
+            raise NodeStoppedError(f"node {self.node_id} is not running")
