@@ -32,7 +32,7 @@ from typing import Protocol
 from consensus.config import RaftConfig
 from consensus.core import RaftCore
 from consensus.errors import InvalidMessageError, NotLeaderError, ProposalDroppedError, RaftError
-from consensus.messages import Entry, EntryKind, Message, ReadState, Ready, Role
+from consensus.messages import ConfChange, ConfState, Entry, EntryKind, Message, ReadState, Ready, Role
 from consensus.storage import NodeStorage
 
 log = logging.getLogger(__name__)
@@ -150,6 +150,11 @@ class RaftNode:
             self._task = None
         self._fail_everything(NodeStoppedError(f"node {self.node_id} stopped"))
 
+    async def wait_done(self) -> None:
+        """Return once the driver loop has ended; re-raises what made it fail, if anything."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
     # ---- inputs ---------------------------------------------------------------------------
 
     def deliver(self, msg: Message) -> None:
@@ -186,6 +191,19 @@ class RaftNode:
         self._reads_to_start.append(read)
         self._wake.set()
         return await asyncio.wait_for(read.future, timeout_s)
+
+    async def change_membership(self, change: ConfChange, timeout_s: float) -> ConfState:
+        """Propose one single-step membership change; returns the membership once its CONFIG
+        entry is applied here."""
+        self._check_running()
+        if self.core.role != Role.LEADER:
+            raise NotLeaderError(self.core.leader_id, "change membership")
+        index = self.core.propose_conf_change(change)
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._awaiting_apply[index] = (self.core.term, future)
+        self._wake.set()
+        await asyncio.wait_for(future, timeout_s)
+        return self.core.conf
 
     def transfer_leadership(self, target: int) -> None:
         self.core.transfer_leadership(target)

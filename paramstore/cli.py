@@ -3,6 +3,11 @@
 paramstore version            print the installed version
 paramstore sim [ARGS...]      run the deterministic Raft simulator; every argument after
                               ``sim`` (``--help`` included) goes to ``consensus.sim``
+paramstore coordinator ...    run one coordinator daemon
+paramstore up --dir DIR       run a local cluster until interrupted
+paramstore kv ACTION ...      the coordinator's key/value API (put, get, delete, cas, list, watch)
+paramstore status             every coordinator node's role, term, indexes and lag
+paramstore cluster ACTION     add-node, remove-node, transfer-leader
 """
 
 from __future__ import annotations
@@ -12,6 +17,15 @@ import sys
 from collections.abc import Sequence
 
 import paramstore
+from paramstore.commands import _cluster, _coordinator, _kv, _status, _up
+
+_COMMANDS = {
+    "coordinator": _coordinator,
+    "up": _up,
+    "kv": _kv,
+    "status": _status,
+    "cluster": _cluster,
+}
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -27,6 +41,8 @@ def _build_parser() -> argparse.ArgumentParser:
         help="run the deterministic Raft simulator (arguments go to `python -m consensus.sim`)",
         add_help=False,
     )
+    for module in _COMMANDS.values():
+        module.add_parser(commands)
     return parser
 
 
@@ -55,6 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "version":
         return _run_version()
+    if args.command in _COMMANDS:
+        status: int = _COMMANDS[args.command].run(args)
+        return status
     raise AssertionError(f"command {args.command!r} has a parser but no handler")
 
 

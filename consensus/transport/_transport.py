@@ -6,7 +6,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -58,6 +58,7 @@ class Transport:
         on_message: Callable[[Message], None] | None = None,
         config: TransportConfig | None = None,
         seed: int = 0,
+        services: Sequence[Callable[[grpc.aio.Server], None]] = (),
     ) -> None:
         if not isinstance(node_id, int) or node_id <= 0:
             raise ValueError(f"node_id must be a positive integer, got {node_id!r}")
@@ -65,6 +66,9 @@ class Transport:
         self.config = config or TransportConfig()
         self.listen_address = listen_address
         self.seed = seed
+        # Registrars of the application's own gRPC services (the coordinator's client API, a
+        # store's parameter service): they share the node's one port with the Raft stream.
+        self._services = tuple(services)
         self.faults = FaultInjector(
             node_id, seed, self.config.fault_rules_max, self.config.fault_delay_ms_max
         )
@@ -103,6 +107,8 @@ class Transport:
         )
         if self.config.admin_service:
             raft_service_pb2_grpc.add_RaftAdminServicer_to_server(AdminServicer(self.faults), server)
+        for register in self._services:
+            register(server)
         try:
             port = server.add_insecure_port(self.listen_address)
         except RuntimeError as exc:
