@@ -66,6 +66,7 @@ class LocalCluster:
         fsync: str = "batch",
         cluster_id: str = "paramstore-local",
         extra_env: dict[str, str] | None = None,
+        extra_args: list[str] | None = None,
     ) -> None:
         if coordinators < 1:
             raise ValueError(f"coordinators must be >= 1, got {coordinators}")
@@ -73,6 +74,8 @@ class LocalCluster:
         self.fsync = fsync
         self.cluster_id = cluster_id
         self.extra_env = extra_env or {}
+        # Flags appended to every coordinator's command line (``--snapshot-entries 50``, say).
+        self.extra_args = list(extra_args or [])
         ports = ports or free_ports(coordinators)
         self.addresses = {
             node_id: f"127.0.0.1:{ports[node_id - 1]}" for node_id in range(1, coordinators + 1)
@@ -111,6 +114,7 @@ class LocalCluster:
             self.cluster_id,
             "--fsync",
             self.fsync,
+            *self.extra_args,
         ]
 
     def start_node(self, node_id: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
