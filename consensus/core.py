@@ -857,9 +857,9 @@ class RaftCore:
             self.role = Role.PRE_CANDIDATE
             self.leader_id = NO_NODE
             self._reset_role_state()
-            self._votes = {self.node_id: True}
+            self._votes = self._own_vote()
             self._request_votes(_MT.PRE_VOTE, self.term + 1, force=False)
-            if self._quorum_size() == 1:
+            if len(self._votes) >= self._quorum_size():
                 self._campaign_for_real(force=False)
         else:
             self._campaign_for_real(force)
@@ -870,8 +870,8 @@ class RaftCore:
         self.role = Role.CANDIDATE
         self.leader_id = NO_NODE
         self._reset_role_state()
-        self._votes = {self.node_id: True}
-        if self._quorum_size() == 1:
+        self._votes = self._own_vote()
+        if len(self._votes) >= self._quorum_size():
             self._become_leader()
             return
         self._request_votes(_MT.VOTE, self.term, force)
@@ -1000,7 +1000,7 @@ class RaftCore:
             self._rebuild_progress()
             if self._lead_transferee not in self.conf.voters:
                 self._lead_transferee = NO_NODE
-        elif self.role in (Role.CANDIDATE, Role.PRE_CANDIDATE) and self.node_id not in self.conf.voters:
+        elif self.role in (Role.CANDIDATE, Role.PRE_CANDIDATE) and not self._promotable():
             self._become_follower(self.term, NO_NODE)
 
     def _conf_at(self, index: int) -> ConfState:
@@ -1019,7 +1019,24 @@ class RaftCore:
         self._known_peers = frozenset(known)
 
     def _promotable(self) -> bool:
-        return self.node_id in self.conf.voters
+        """May campaign: a voter of the latest configuration, or of the one before it while
+        the latest (which removed us) is uncommitted. Dissertation 4.2.2: such a server "might
+        still be needed until the Cnew entry is committed"; without it a 2-voter cluster whose
+        leader appended its own removal and then lost the lead is stuck for good (the other
+        voter still needs its vote, which it cannot get with the shorter log)."""
+        if self.node_id in self.conf.voters:
+            return True
+        history = self._conf_history
+        return (
+            len(history) >= 2
+            and history[-1][0] > self.log.commit_index
+            and self.node_id in history[-2][1].voters
+        )
+
+    def _own_vote(self) -> dict[int, bool]:
+        """A campaign's starting tally: our own vote counts only if we are a voter of the
+        latest configuration (dissertation 4.2.2)."""
+        return {self.node_id: True} if self.node_id in self.conf.voters else {}
 
     def _quorum_size(self) -> int:
         return len(self.conf.voters) // 2 + 1
@@ -1035,6 +1052,15 @@ class RaftCore:
 
     def _send(self, to: int, msg: Message) -> None:
         self._messages.append(msg)
+
+    def _may_be_unseen_leader(self, msg: Message) -> bool:
+        """A leader-to-follower message from a node no configuration we hold names can still
+        be genuine: a member that missed the entries adding that node (it was down or cut
+        off) learns them only from the new node once it leads. Refusing would leave such a
+        member stuck forever. Only a second leader of a term whose leader we know is impossible."""
+        return msg.type in (_MT.APPEND, _MT.HEARTBEAT, _MT.SNAPSHOT) and not (
+            msg.term == self.term and self.leader_id not in (NO_NODE, msg.sender)
+        )
 
     def _check_not_in_ready(self, what: str) -> None:
         if self._ready_outstanding:
@@ -1068,7 +1094,9 @@ class RaftCore:
             raise InvalidMessageError(f"unknown message type {msg.type!r}")
         if msg.recipient != self.node_id:
             raise InvalidMessageError(f"message for node {msg.recipient} delivered to node {self.node_id}")
-        if msg.sender == self.node_id or msg.sender not in self._known_peers:
+        if msg.sender == self.node_id or (
+            msg.sender not in self._known_peers and not self._may_be_unseen_leader(msg)
+        ):
             raise InvalidMessageError(
                 f"{msg.type.name} from unknown sender {msg.sender}; "
                 f"known peers are {sorted(self._known_peers)}"
