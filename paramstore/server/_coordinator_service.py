@@ -100,8 +100,11 @@ class NotifyingStateMachine:
         """Wait (at most ``timeout_s``) for the next change."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.add(waiter)
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+        # arrives as the waiter completes, and the caller's loop would never end.
         try:
-            await asyncio.wait_for(waiter, timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await waiter
         except TimeoutError:
             pass
         finally:
@@ -231,7 +234,7 @@ class CoordinatorService(api_grpc.CoordinatorServicer):
                     next_revision=batch.next_revision,
                     revision=batch.revision,
                 )
-            after = batch.next_revision - 1
+            after = batch.next_revision
             if not batch.more:
                 await self._machine.wait_changed(
                     min(_WATCH_IDLE_WAKE_S, max(0.0, deadline - time.monotonic()))

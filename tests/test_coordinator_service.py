@@ -1,0 +1,262 @@
+"""The coordinator's gRPC service and its client, end to end over real gRPC on 127.0.0.1:
+three daemons in one event loop (real transport, real storage, fsync off for speed)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from consensus.storage import FsyncPolicy
+from paramstore.client import CommandRejectedError, CoordinatorClient, RequestInvalidError
+from paramstore.commands._up import free_ports
+from paramstore.coordinator import (
+    AddGroup,
+    ErrorCode,
+    GroupMember,
+    LeafSpec,
+    ModelSpec,
+    Put,
+    RegisterModel,
+    encode_command,
+)
+from paramstore.server import CoordinatorDaemon, ReplicaOptions
+from proto import coordinator_pb2 as pb
+from proto import coordinator_service_pb2 as api
+from proto import coordinator_service_pb2_grpc as api_grpc
+
+DEADLINE_S = 20.0
+
+
+class Group:
+    def __init__(self, daemons: list[CoordinatorDaemon]) -> None:
+        self.daemons = daemons
+
+    @property
+    def addresses(self) -> list[str]:
+        return [d.replica.address for d in self.daemons]
+
+    async def leader(self) -> CoordinatorDaemon:
+        deadline = time.monotonic() + DEADLINE_S
+        while time.monotonic() < deadline:
+            leaders = [d for d in self.daemons if d.replica.is_leader]
+            if len(leaders) == 1:
+                return leaders[0]
+            await asyncio.sleep(0.01)
+        raise AssertionError("no single leader elected in time")
+
+    async def followers(self) -> list[CoordinatorDaemon]:
+        leader = await self.leader()
+        return [d for d in self.daemons if d is not leader]
+
+
+@pytest.fixture
+async def group(tmp_path: Path) -> AsyncIterator[Group]:
+    ports = free_ports(3)
+    peers = {node_id: f"127.0.0.1:{ports[node_id - 1]}" for node_id in (1, 2, 3)}
+    daemons = [
+        CoordinatorDaemon(
+            ReplicaOptions(
+                cluster_id="test",
+                node_id=node_id,
+                listen=peers[node_id],
+                peers=peers,
+                data_dir=tmp_path / f"n{node_id}",
+                fsync=FsyncPolicy.NEVER,
+            ),
+            tick_command_interval_s=0.1,
+        )
+        for node_id in peers
+    ]
+    try:
+        for daemon in daemons:
+            await daemon.start()
+        yield Group(daemons)
+    finally:
+        for daemon in daemons:
+            await daemon.stop()
+
+
+async def test_put_get_cas_delete_and_list_through_the_leader(group: Group) -> None:
+    async with CoordinatorClient(group.addresses) as client:
+        first = await client.put("jobs/a", b"1")
+        assert first.ok and first.key_version == first.revision
+        await client.put("jobs/b", b"2")
+        await client.put("other", b"3")
+        kv = await client.get("jobs/a")
+        assert kv is not None and kv.value == b"1"
+        assert await client.get("missing") is None
+
+        ok, result = await client.compare_and_set("jobs/a", b"10", expected_value=b"nope")
+        assert not ok and result.code == ErrorCode.CAS_MISMATCH
+        ok, _ = await client.compare_and_set("jobs/a", b"10", expected_value=b"1")
+        assert ok
+        ok, _ = await client.compare_and_set("jobs/new", b"x", expect_absent=True)
+        assert ok
+
+        kvs, more, _ = await client.range(prefix="jobs/")
+        assert [(kv.key, kv.value) for kv in kvs] == [("jobs/a", b"10"), ("jobs/b", b"2"), ("jobs/new", b"x")]
+        assert not more
+        deleted = await client.delete_prefix("jobs/")
+        assert deleted.deleted == 3
+        kvs, _, _ = await client.range(prefix="")
+        assert [kv.key for kv in kvs] == ["other"]
+
+
+async def test_a_client_sent_to_a_follower_follows_the_redirect(group: Group) -> None:
+    follower = (await group.followers())[0]
+    leader = await group.leader()
+    async with CoordinatorClient([follower.replica.address, leader.replica.address]) as client:
+        await client.put("k", b"v")
+        assert client.retries >= 1  # the follower answered UNAVAILABLE with the leader's address
+        kv = await client.get("k")
+        assert kv is not None and kv.value == b"v"
+
+
+async def test_follower_redirect_names_the_leader_in_trailing_metadata(group: Group) -> None:
+    follower = (await group.followers())[0]
+    leader = await group.leader()
+    async with grpc.aio.insecure_channel(follower.replica.address) as channel:
+        stub = api_grpc.CoordinatorStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.Get(api.GetRequest(key="k"), timeout=5)
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    metadata = dict(raised.value.trailing_metadata() or ())
+    assert metadata["paramstore-leader-address"] == leader.replica.address
+    assert metadata["paramstore-leader-id"] == str(leader.options.node_id)
+
+
+async def test_serializable_reads_are_served_by_followers(group: Group) -> None:
+    async with CoordinatorClient(group.addresses) as client:
+        result = await client.put("k", b"v")
+    follower = (await group.followers())[0]
+    deadline = time.monotonic() + DEADLINE_S
+    async with CoordinatorClient([follower.replica.address]) as client:
+        while True:
+            kv = await client.get("k", serializable=True)
+            if kv is not None:
+                break
+            assert time.monotonic() < deadline, "the follower never applied the put"
+            await follower.machine.wait_changed(0.1)
+        assert kv.version == result.key_version
+
+
+async def test_a_malformed_command_is_refused_without_taking_a_log_slot(group: Group) -> None:
+    leader = await group.leader()
+    before = leader.replica.node.core.log.last_index
+    async with grpc.aio.insecure_channel(leader.replica.address) as channel:
+        stub = api_grpc.CoordinatorStub(channel)
+        no_session = pb.Command.FromString(encode_command(Put("k", b"v")))
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.Execute(api.ExecuteRequest(command=no_session), timeout=5)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "client_id" in (raised.value.details() or "")
+        empty = pb.Command(client_id="c", sequence=1)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.Execute(api.ExecuteRequest(command=empty), timeout=5)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # Ticks may have been proposed meanwhile, but no Put.
+    async with CoordinatorClient(group.addresses) as client:
+        assert await client.get("k") is None
+    assert leader.replica.node.core.log.last_index >= before
+
+
+async def test_bad_requests_raise_typed_errors(group: Group) -> None:
+    async with CoordinatorClient(group.addresses) as client:
+        with pytest.raises(RequestInvalidError, match="key must not be empty"):
+            await client.get("")
+        with pytest.raises(RequestInvalidError, match="prefix or start/end"):
+            await client.range(prefix="a", start="b")
+        with pytest.raises(CommandRejectedError) as rejected:
+            await client.put("", b"v")
+        assert rejected.value.code == ErrorCode.INVALID_ARGUMENT
+
+
+async def test_a_retried_command_is_applied_once(group: Group) -> None:
+    leader = await group.leader()
+    command = pb.Command.FromString(encode_command(Put("counter", b"x"), client_id="retrier", sequence=1))
+    async with grpc.aio.insecure_channel(leader.replica.address) as channel:
+        stub = api_grpc.CoordinatorStub(channel)
+        first = await stub.Execute(api.ExecuteRequest(command=command), timeout=5)
+        again = await stub.Execute(api.ExecuteRequest(command=command), timeout=5)
+    assert first.result == again.result
+    async with CoordinatorClient(group.addresses) as client:
+        kv = await client.get("counter")
+    assert kv is not None and kv.version == first.result.key_version  # one application only
+
+
+async def test_watch_reports_changes_in_revision_order(group: Group) -> None:
+    async with CoordinatorClient(group.addresses) as writer, CoordinatorClient(group.addresses) as reader:
+        start = (await writer.put("w/0", b"0")).revision
+
+        async def collect() -> list[tuple[int, str, bytes]]:
+            seen = []
+            async for change in reader.watch("w/", start, duration_s=DEADLINE_S):
+                seen.append((change.revision, change.key, change.value))
+                if len(seen) == 4:
+                    break
+            return seen
+
+        watching = asyncio.create_task(collect())
+        for i in range(1, 4):
+            await writer.put(f"w/{i}", str(i).encode())
+        await writer.put("elsewhere", b"-")
+        seen = await asyncio.wait_for(watching, DEADLINE_S)
+    assert [key for _, key, _ in seen] == ["w/0", "w/1", "w/2", "w/3"]
+    revisions = [revision for revision, _, _ in seen]
+    assert revisions == sorted(revisions) and revisions[0] == start
+
+
+async def test_cluster_config_reflects_groups_and_models(group: Group) -> None:
+    spec = ModelSpec.create(
+        "mlp", [LeafSpec("w", (4, 4), "float32")], num_shards=2, optimizer={"name": "sgd"}
+    )
+    async with CoordinatorClient(group.addresses) as client:
+        added = await client.execute(AddGroup(1, (GroupMember(1, "127.0.0.1:9"),)))
+        assert added.ok
+        registered = await client.execute(RegisterModel(spec))
+        assert registered.ok, registered.message
+        config = await client.config()
+    assert config.config_number == registered.config_number
+    assert [g.group_id for g in config.groups] == [1]
+    assert [m.spec.name for m in config.models] == ["mlp"]
+    assert len(config.models[0].shard_groups) == 2
+
+
+async def test_status_of_every_node_and_leader_transfer(group: Group) -> None:
+    async with CoordinatorClient(group.addresses) as client:
+        await client.put("k", b"v")
+        statuses = await client.status_all()
+        roles = sorted(s.response.role for s in statuses if s.response is not None)
+        assert roles == ["follower", "follower", "leader"]
+        leader_id = next(s.response.node_id for s in statuses if s.response and s.response.role == "leader")
+        target = next(s.response.node_id for s in statuses if s.response and s.response.node_id != leader_id)
+        assert all(s.response is not None and s.response.cluster_id == "test" for s in statuses)
+        await client.transfer_leader(target)
+        new_leader = await group.leader()
+        assert new_leader.options.node_id == target
+        await client.put("k", b"after transfer")
+        kv = await client.get("k")
+        assert kv is not None and kv.value == b"after transfer"
+
+
+async def test_sessions_and_leases_expire_on_the_log_clock_while_idle(group: Group) -> None:
+    """The leader's ticks move the log clock, so a worker lease expires with no other writes."""
+    from paramstore.coordinator import RegisterWorker
+
+    spec = ModelSpec.create("m", [LeafSpec("w", (2,), "float32")], num_shards=1, optimizer={"name": "sgd"})
+    async with CoordinatorClient(group.addresses) as client:
+        assert (await client.execute(RegisterModel(spec))).ok
+        registered = await client.execute(RegisterWorker("worker-1", "m", 300))
+        assert registered.ok, registered.message
+        deadline = time.monotonic() + DEADLINE_S
+        while True:
+            config = await client.config()
+            if not config.workers:
+                break
+            assert time.monotonic() < deadline, "the lease never expired"
+            await asyncio.sleep(0.05)
