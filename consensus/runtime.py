@@ -31,11 +31,31 @@ from typing import Protocol
 
 from consensus.config import RaftConfig
 from consensus.core import RaftCore
-from consensus.errors import InvalidMessageError, NotLeaderError, ProposalDroppedError, RaftError
-from consensus.messages import ConfChange, ConfState, Entry, EntryKind, Message, ReadState, Ready, Role
+from consensus.errors import (
+    InvalidMessageError,
+    InvalidRequestError,
+    NotLeaderError,
+    ProposalDroppedError,
+    RaftError,
+)
+from consensus.messages import (
+    ConfChange,
+    ConfState,
+    Entry,
+    EntryKind,
+    Message,
+    MessageType,
+    ReadState,
+    Ready,
+    Role,
+)
 from consensus.storage import NodeStorage
 
 log = logging.getLogger(__name__)
+
+_CONF_CHANGES_PENDING_MAX = 16
+# What a leader sends that depends on its term only, never on its own log being durable.
+_LEADER_MESSAGES = frozenset({MessageType.APPEND, MessageType.HEARTBEAT})
 
 
 class StateMachine(Protocol):
@@ -122,6 +142,10 @@ class RaftNode:
         self._reads_started: dict[bytes, _PendingRead] = {}
         self._reads_to_serve: deque[_PendingRead] = deque()
         self._read_counter = 0
+        # Calls into the core made by other tasks wait here for the driver's turn: the core
+        # must not be called while a Ready is being handled (its sync may be in a thread).
+        self._conf_changes: deque[tuple[ConfChange, asyncio.Future[object]]] = deque()
+        self._transfer_target = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
@@ -133,6 +157,9 @@ class RaftNode:
             "entries_applied": 0,
             "snapshots_taken": 0,
             "snapshots_installed": 0,
+            "syncs_off_loop": 0,
+            "proposal_batches": 0,
+            "proposals": 0,
         }
 
     # ---- lifecycle ------------------------------------------------------------------------
@@ -198,15 +225,21 @@ class RaftNode:
         self._check_running()
         if self.core.role != Role.LEADER:
             raise NotLeaderError(self.core.leader_id, "change membership")
-        index = self.core.propose_conf_change(change)
+        if len(self._conf_changes) >= _CONF_CHANGES_PENDING_MAX:
+            raise ProposalDroppedError(f"{len(self._conf_changes)} membership changes are already queued")
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        self._awaiting_apply[index] = (self.core.term, future)
+        self._conf_changes.append((change, future))
         self._wake.set()
         await asyncio.wait_for(future, timeout_s)
         return self.core.conf
 
     def transfer_leadership(self, target: int) -> None:
-        self.core.transfer_leadership(target)
+        """Ask the core to hand leadership to ``target`` (done on the driver's next turn)."""
+        if self.core.role != Role.LEADER:
+            raise NotLeaderError(self.core.leader_id, "transfer_leadership")
+        if target not in self.core.conf.voters:
+            raise InvalidRequestError(f"transfer target {target} is not a voter of {self.core.conf.voters}")
+        self._transfer_target = target
         self._wake.set()
 
     # ---- status ---------------------------------------------------------------------------
@@ -238,7 +271,8 @@ class RaftNode:
                 deadline = self.storage.sync_deadline()
                 if deadline is not None:
                     timeout = min(timeout, deadline - time.monotonic())
-                if timeout > 0 and not self._inbound and not self._proposals and not self._reads_to_start:
+                idle = not (self._inbound or self._proposals or self._reads_to_start or self._conf_changes)
+                if timeout > 0 and idle and not self._transfer_target:
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), timeout)
@@ -252,8 +286,9 @@ class RaftNode:
                     next_tick = max(next_tick + tick_s, now)
                 self._propose_queued()
                 self._start_queued_reads()
+                self._run_queued_core_calls()
                 while self.core.has_ready():
-                    self._handle_ready(self.core.ready())
+                    await self._handle_ready(self.core.ready())
                 self._maybe_snapshot()
                 if self.storage.needs_sync():
                     self.storage.sync()
@@ -293,6 +328,8 @@ class RaftNode:
             for proposal in batch:
                 proposal.future.set_exception(exc)
             return
+        self.counters["proposal_batches"] += 1
+        self.counters["proposals"] += len(batch)
         term = self.core.term
         first_index = last_index - len(batch) + 1
         for offset, proposal in enumerate(batch):
@@ -310,13 +347,52 @@ class RaftNode:
                 continue
             self._reads_started[read.request_id] = read
 
-    def _handle_ready(self, rd: Ready) -> None:
+    def _run_queued_core_calls(self) -> None:
+        while self._conf_changes:
+            change, future = self._conf_changes.popleft()
+            if future.done():
+                continue
+            try:
+                index = self.core.propose_conf_change(change)
+            except RaftError as exc:
+                future.set_exception(exc)
+                continue
+            self._awaiting_apply[index] = (self.core.term, future)
+        if self._transfer_target:
+            target, self._transfer_target = self._transfer_target, 0
+            try:
+                self.core.transfer_leadership(target)
+            except RaftError as exc:
+                log.info("raft node %d: leadership transfer to %d not started: %s", self.node_id, target, exc)
+
+    async def _handle_ready(self, rd: Ready) -> None:
         if rd.snapshot is not None:
             self.state_machine.restore(rd.snapshot.data)
             self.counters["snapshots_installed"] += 1
             self._fail_awaiting_up_to(rd.snapshot.meta.index)
-        self.storage.save_ready(rd)
-        for msg in rd.messages:
+        # A leader's appends do not depend on its own copy being durable (Raft thesis
+        # 10.2.1): they leave before its fsync, so its disk and the followers' work in
+        # parallel. Safe here because the acks are stepped only on a later loop turn, after
+        # this sync returned, so nothing counts the leader's copy before it is on disk.
+        # Whatever else the ready says (votes, acks of our own entries) waits for the sync.
+        early: list[Message] = []
+        late: list[Message] = rd.messages
+        if rd.snapshot is None and self.core.role == Role.LEADER and self._term_and_vote_unchanged(rd):
+            early = [m for m in rd.messages if m.type in _LEADER_MESSAGES]
+            late = [m for m in rd.messages if m.type not in _LEADER_MESSAGES]
+            for msg in early:
+                self._send(msg)
+        if self.storage.save_ready(rd, defer_sync=True):
+            # Nothing that depends on this write is sent before the sync returns. Under
+            # load the fsync runs in a thread (it releases the GIL): meanwhile the loop takes
+            # in proposals and messages, which become the next batch - group commit. A lone
+            # request syncs inline: the thread hop would only add to its latency.
+            if self._under_load(rd):
+                self.counters["syncs_off_loop"] += 1
+                await asyncio.to_thread(self.storage.sync)
+            else:
+                self.storage.sync()
+        for msg in late:
             self._send(msg)
         self.counters["messages_out"] += len(rd.messages)
         for entry in rd.committed_entries:
@@ -327,6 +403,17 @@ class RaftNode:
         if rd.soft_state is not None and rd.soft_state.role != Role.LEADER:
             self._fail_reads(NotLeaderError(rd.soft_state.leader_id, "read"))
         self._serve_reads()
+
+    def _term_and_vote_unchanged(self, rd: Ready) -> bool:
+        if rd.hard_state is None:
+            return True
+        durable = self.storage.hard_state
+        return (rd.hard_state.term, rd.hard_state.vote) == (durable.term, durable.vote)
+
+    def _under_load(self, rd: Ready) -> bool:
+        """Others are waiting behind this write: several entries at once, several proposals
+        in flight, or more input already queued."""
+        return len(rd.entries) > 1 or len(self._awaiting_apply) > 1 or bool(self._inbound or self._proposals)
 
     def _apply(self, entry: Entry) -> None:
         result: object = None
@@ -402,6 +489,10 @@ class RaftNode:
 
     def _fail_everything(self, exc: Exception) -> None:
         self._fail_proposals(exc)
+        while self._conf_changes:
+            _, future = self._conf_changes.popleft()
+            if not future.done():
+                future.set_exception(exc)
         self._fail_reads(exc)
         for _, future in self._awaiting_apply.values():
             if not future.done():

@@ -344,16 +344,50 @@ class SyncCounter:
         monkeypatch.setattr(wal_module, "sync_file", counting)
 
 
-def test_always_syncs_before_every_save_ready_returns(
+def test_always_syncs_entries_term_and_vote_before_save_ready_returns(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with open_storage(tmp_path, fsync="always") as storage:
         counter = SyncCounter(monkeypatch)
         append(storage, make_entries(1, 3))
         assert counter.count == 1
-        storage.save_ready(Ready(hard_state=HardState(term=1, vote=1, commit=3)))
+        storage.save_ready(Ready(hard_state=HardState(term=2, vote=1, commit=0)))
         assert counter.count == 2
         assert not storage.needs_sync() and storage.sync_deadline() is None
+
+
+def test_always_lets_a_commit_only_hard_state_ride_with_the_next_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Raft does not need the commit index durable, so moving it alone costs no fsync."""
+    with open_storage(tmp_path, fsync="always") as storage:
+        append(storage, make_entries(1, 3))
+        term_and_vote = storage.hard_state
+        counter = SyncCounter(monkeypatch)
+        storage.save_ready(
+            Ready(hard_state=HardState(term=term_and_vote.term, vote=term_and_vote.vote, commit=3))
+        )
+        assert counter.count == 0
+        append(storage, make_entries(4, 1))
+        assert counter.count == 1  # the entries' sync covers the commit write before it
+    with open_storage(tmp_path, fsync="always") as storage:
+        assert storage.hard_state.commit == 3
+
+
+def test_deferred_sync_is_owed_to_the_caller_and_done_by_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with open_storage(tmp_path, fsync="always") as storage:
+        counter = SyncCounter(monkeypatch)
+        owed = storage.save_ready(
+            Ready(entries=make_entries(1, 2), hard_state=HardState(1, 1, 0)), defer_sync=True
+        )
+        assert owed and counter.count == 0
+        storage.sync()
+        assert counter.count == 1
+        state = storage.hard_state
+        commit_only = Ready(hard_state=HardState(state.term, state.vote, 2))
+        assert not storage.save_ready(commit_only, defer_sync=True)
 
 
 def test_never_does_not_sync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,10 @@ class FsyncPolicy(enum.StrEnum):
     """When the write-ahead log is flushed to stable storage.
 
     * ``ALWAYS``: every ``save_ready`` (and every other write) syncs before it returns, so
-      everything it wrote survives a power failure.
+      everything it wrote survives a power failure - except a hard state that only moves
+      the commit index, which Raft does not need durable: it is synced with the next write
+      (etcd's rule). The caller may also take the sync into its own hands
+      (``save_ready(defer_sync=True)``) to run it off its event loop.
     * ``BATCH``: group commit. A write syncs only if the oldest unsynced record is at least
       ``sync_interval_ms`` old; the driver calls ``sync()`` when ``needs_sync()`` says so (at
       ``sync_deadline()``). On power loss at most the writes of the last ``sync_interval_ms``

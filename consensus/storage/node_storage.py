@@ -164,21 +164,25 @@ class NodeStorage:
 
     # ---- writing ------------------------------------------------------------------------
 
-    def save_ready(self, ready: Ready) -> None:
+    def save_ready(self, ready: Ready, *, defer_sync: bool = False) -> bool:
         """Steps 1-2 of the ``Ready`` contract: install ``ready.snapshot`` (dropping the whole
         log), persist ``ready.entries`` (replacing any persisted entries from the first one's
-        index on), then ``ready.hard_state``; sync per the fsync policy before returning."""
+        index on), then ``ready.hard_state``; sync per the fsync policy before returning.
+
+        With ``defer_sync`` a sync that ``ALWAYS`` owes is not done here: True says the
+        caller must call ``sync()`` (from any one thread, with no other call in between)
+        before it sends the ready's messages. A snapshot install always syncs at once."""
         self._check_usable()
         if ready.snapshot is not None:
             self._check_new_snapshot(ready.snapshot)
             with self._stop_on_failure("installing a snapshot"):
                 self._install_snapshot(ready.snapshot, ready.hard_state)
                 self._wal.append(ready.entries, ready.hard_state)
-            return
+            return False
         if not ready.entries and ready.hard_state is None:
-            return
+            return False
         with self._stop_on_failure("appending to the WAL", validation_is_clean=True):
-            self._wal.append(ready.entries, ready.hard_state)
+            return self._wal.append(ready.entries, ready.hard_state, defer_sync=defer_sync)
 
     def _install_snapshot(self, snapshot: Snapshot, hard_state: HardState | None) -> None:
         self._wal.begin_reset(snapshot.meta, hard_state)

@@ -111,13 +111,36 @@ class WriteAheadLog:
 
     # ---- writing ------------------------------------------------------------------------
 
-    def append(self, entries: Sequence[Entry], hard_state: HardState | None) -> None:
-        """Persist ``entries`` (replacing the log from ``entries[0].index`` on), then ``hard_state``."""
+    def append(
+        self, entries: Sequence[Entry], hard_state: HardState | None, *, defer_sync: bool = False
+    ) -> bool:
+        """Persist ``entries`` (replacing the log from ``entries[0].index`` on), then ``hard_state``.
+
+        Under ``ALWAYS`` the write is synced before this returns, unless it only moves the
+        commit index (no entries, same term and vote): Raft never needs the commit index
+        durable (a restarted node learns it again from the leader), so such a write rides
+        with the next sync, as etcd's ``MustSync`` does. With ``defer_sync`` the sync that
+        is owed is left to the caller (who may run ``sync`` in another thread, so that the
+        event loop keeps gathering the next batch meanwhile): the return value says whether
+        it must call ``sync()`` before anything that depends on this write leaves the node.
+        """
+        previous = self._hard_state
         pending = self._encode(entries, hard_state)
         if not pending:
-            return
+            return False
+        must_sync = bool(entries) or (
+            hard_state is not None and (hard_state.term, hard_state.vote) != (previous.term, previous.vote)
+        )
         self._write(pending)
-        self._after_write()
+        failpoints.hit(failpoints.WAL_AFTER_APPEND_BEFORE_FSYNC)
+        policy = self._config.fsync
+        if policy is FsyncPolicy.ALWAYS and must_sync:
+            if defer_sync:
+                return True
+            self.sync()
+        elif policy is FsyncPolicy.BATCH and self.needs_sync():
+            self.sync()
+        return False
 
     def _encode(self, entries: Sequence[Entry], hard_state: HardState | None) -> list[_Pending]:
         """All validation and encoding, before anything is written."""
@@ -181,12 +204,6 @@ class WriteAheadLog:
         self._segments[-1].size_bytes += len(data)
         if self._unsynced_since is None:
             self._unsynced_since = self._clock()
-
-    def _after_write(self) -> None:
-        failpoints.hit(failpoints.WAL_AFTER_APPEND_BEFORE_FSYNC)
-        policy = self._config.fsync
-        if policy is FsyncPolicy.ALWAYS or (policy is FsyncPolicy.BATCH and self.needs_sync()):
-            self.sync()
 
     def _roll(self) -> None:
         """Close the full segment (synced) and continue in a new one."""
