@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import socket
 import sys
 import tomllib
 from collections.abc import Mapping
@@ -188,7 +189,24 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(_serve(options))
 
 
+def _check_listen_address(listen: str) -> None:
+    """Fail early, with our own one line, when the port is taken (gRPC would also print
+    its own log line for it)."""
+    host, _, port = listen.rpartition(":")
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host.strip("[]"), int(port)))
+        except OSError as exc:
+            raise TransportError(f"cannot listen on {listen}: {exc.strerror}") from None
+
+
 async def _serve(options: ReplicaOptions) -> int:
+    try:
+        _check_listen_address(options.listen)
+    except (TransportError, ValueError) as exc:
+        print(f"paramstore coordinator: {exc}", file=sys.stderr)
+        return 1
     daemon = CoordinatorDaemon(options)
     try:
         await daemon.start()
