@@ -96,9 +96,11 @@ class CoordinatorClient:
         client_id: str | None = None,
         deadline_s: float = 10.0,
         attempt_timeout_s: float = 2.0,
-        attempts_max: int = 50,
-        backoff_initial_s: float = 0.02,
-        backoff_max_s: float = 0.5,
+        attempts_max: int = 200,
+        backoff_initial_s: float = 0.01,
+        # An election takes a few hundred ms: waiting longer than this between rounds only
+        # adds to the failover a caller sees.
+        backoff_max_s: float = 0.1,
     ) -> None:
         self.addresses = parse_addresses(addresses)
         if deadline_s <= 0 or attempt_timeout_s <= 0 or attempts_max < 1:
@@ -277,6 +279,8 @@ class CoordinatorClient:
             self.retries += 1
             if self._leader is not None and attempt == 0:
                 continue  # a fresh redirect: go there at once
+            if self._leader is None and (attempt + 1) % len(self.addresses) != 0:
+                continue  # try the other nodes before waiting: one of them may lead already
             await asyncio.sleep(
                 min(backoff_s * self._rng.uniform(0.5, 1.0), max(0.0, deadline - time.monotonic()))
             )

@@ -195,6 +195,9 @@ def _check_listen_address(listen: str) -> None:
     host, _, port = listen.rpartition(":")
     family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As gRPC binds: connections of a killed predecessor lingering in TIME_WAIT must not
+        # count as "in use", only a live listener.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host.strip("[]"), int(port)))
         except OSError as exc:
