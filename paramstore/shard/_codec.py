@@ -1,0 +1,95 @@
+"""Encoding commands for the shard group's log, and decoding their results.
+
+The leader (and tests) build entries with ``encode_install`` / ``encode_push``; whoever
+answers a client decodes the state machine's result with ``decode_result``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy.typing as npt
+
+from paramstore.shard._tensors import encode_tensor
+from paramstore.shard._types import ClientSequence, ErrorCode, NonFinitePolicy, Replay, ShardResult
+from proto import shard_pb2 as pb
+
+__all__ = ["decode_result", "encode_install", "encode_push", "encode_result"]
+
+
+def encode_install(
+    model: str,
+    optimizer: Mapping[str, Any],
+    keys: Mapping[str, npt.NDArray[Any]],
+    num_shards: int,
+    non_finite_policy: NonFinitePolicy = NonFinitePolicy.REJECT,
+) -> bytes:
+    """An InstallKeys entry: ``keys`` maps each key to its initial values (float32)."""
+    command = pb.ShardCommand(
+        install_keys=pb.InstallKeys(
+            model=model,
+            optimizer_json=json.dumps(dict(optimizer), sort_keys=True),
+            non_finite_policy=int(non_finite_policy),  # type: ignore[arg-type]
+            num_shards=num_shards,
+            keys=[pb.KeyTensor(key=key, tensor=encode_tensor(values)) for key, values in keys.items()],
+        )
+    )
+    return command.SerializeToString(deterministic=True)
+
+
+def encode_push(
+    model: str,
+    covers: Iterable[tuple[str, int] | ClientSequence],
+    gradients: Mapping[str, npt.NDArray[Any]],
+    config_number: int = 0,
+) -> bytes:
+    """A Push entry: the summed ``gradients`` of the pushes ``covers`` names (client, sequence)."""
+    pairs = [c if isinstance(c, ClientSequence) else ClientSequence(*c) for c in covers]
+    command = pb.ShardCommand(
+        push=pb.Push(
+            model=model,
+            covers=[pb.ClientSequence(client_id=c.client_id, sequence=c.sequence) for c in pairs],
+            config_number=config_number,
+            gradients=[pb.KeyTensor(key=key, tensor=encode_tensor(g)) for key, g in gradients.items()],
+        )
+    )
+    return command.SerializeToString(deterministic=True)
+
+
+def encode_result(result: ShardResult) -> bytes:
+    message = pb.ShardResult(
+        code=int(result.code),  # type: ignore[arg-type]
+        message=result.message,
+        step=result.step,
+        skipped=result.skipped,
+        keys=list(result.keys),
+        installed=result.installed,
+        duplicate=result.duplicate,
+        replays=[
+            pb.Replay(
+                push=pb.ClientSequence(client_id=r.push.client_id, sequence=r.push.sequence),
+                result=r.result,
+            )
+            for r in result.replays
+        ],
+    )
+    return message.SerializeToString(deterministic=True)
+
+
+def decode_result(data: bytes) -> ShardResult:
+    message = pb.ShardResult()
+    message.ParseFromString(data)
+    return ShardResult(
+        code=ErrorCode(message.code),
+        message=message.message,
+        step=message.step,
+        skipped=message.skipped,
+        keys=tuple(message.keys),
+        installed=message.installed,
+        duplicate=message.duplicate,
+        replays=tuple(
+            Replay(ClientSequence(r.push.client_id, r.push.sequence), r.result) for r in message.replays
+        ),
+    )

@@ -1,0 +1,418 @@
+"""The shard group's replicated state machine (sans-I/O: no clock, no randomness, no I/O).
+
+``apply`` takes one committed log entry (an encoded ``ShardCommand``) and returns the
+encoded ``ShardResult``. Every command checks everything first and only then changes state,
+so a refused command leaves the state byte-identical (same ``snapshot()``).
+
+**Exactly-once for merged pushes.** The leader merges concurrent pushes into one entry with
+the summed gradient and the list of (client, sequence) pairs it covers. Per client the
+dedup table keeps the last applied sequence and its result. For an entry:
+
+* every pair was applied (each is its client's last sequence): acknowledged again without
+  applying; the result says ``duplicate`` and carries each pair's stored result;
+* some pairs were applied and some not: refused with ``PARTIAL_DUPLICATE``, nothing changes;
+  ``replays`` lists the applied ones so the leader answers those and re-proposes the rest;
+* a pair older than its client's last sequence: refused with ``STALE_SEQUENCE``.
+
+Why refuse partial duplicates rather than keep each client's gradient apart inside the entry
+(so duplicates could be subtracted): per-client gradients multiply the replicated bytes by the
+number of merged pushes, which undoes the point of merging, and float subtraction would not
+give back the exact sum of the others. A partial duplicate only arises when a retry races
+its original across a leader change, so the cost of one more entry is rare.
+
+Refused pushes are not recorded in the dedup table (they changed nothing, and a retry after
+the cause is fixed - e.g. the model was installed - may then apply). A push dropped under
+the "skip" policy *is* recorded: it was consumed, and a retry must not apply it.
+
+Reads (``pull``, ``step``, ``keys``) are not commands; the leader serves them from here
+after a ReadIndex barrier.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from google.protobuf.message import DecodeError
+
+from consensus.messages import Entry
+from paramstore.optim import OptimizerSpecError, optimizer_from_spec
+from paramstore.shard import _snapshot
+from paramstore.shard._codec import encode_result
+from paramstore.shard._dedup import DedupTable
+from paramstore.shard._limits import ShardLimits
+from paramstore.shard._model import KeyState, ModelState, initial_digest
+from paramstore.shard._tensors import DTYPE_NAMES, decode_tensor
+from paramstore.shard._types import (
+    ClientSequence,
+    ErrorCode,
+    NonFinitePolicy,
+    Rejected,
+    Replay,
+    ShardError,
+    ShardResult,
+)
+from proto import shard_pb2 as pb
+
+__all__ = ["ShardStateMachine"]
+
+
+def _canonical_json(value: object) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def _show(name: str, limit: int = 80) -> str:
+    return repr(name if len(name) <= limit else name[:limit] + "...")
+
+
+class ShardStateMachine:
+    """Weights, optimizer slots, step counts and the dedup table of one store group's shards.
+
+    Every replica that applies the same entries holds the same state (and snapshot bytes).
+    """
+
+    def __init__(self, limits: ShardLimits | None = None) -> None:
+        self.limits = limits or ShardLimits()
+        self._models: dict[str, ModelState] = {}
+        self._dedup = DedupTable(self.limits.dedup_clients_max)
+        self._elements = 0  # weights of every key of every model
+
+    # ---- applying commands ------------------------------------------------------------------
+
+    def apply(self, entry: Entry) -> bytes:
+        """Apply one committed NORMAL entry; returns the encoded ``ShardResult``."""
+        return self.apply_bytes(entry.data)
+
+    def apply_bytes(self, data: bytes) -> bytes:
+        try:
+            return self._apply(data)
+        except Rejected as rejected:
+            return encode_result(ShardResult(rejected.code, rejected.message, **rejected.fields))  # type: ignore[arg-type]
+
+    def _apply(self, data: bytes) -> bytes:
+        if len(data) > self.limits.command_bytes_max:
+            raise Rejected(
+                ErrorCode.TOO_LARGE,
+                f"command is {len(data)} bytes, over the maximum {self.limits.command_bytes_max}",
+            )
+        command = pb.ShardCommand()
+        try:
+            command.ParseFromString(data)
+        except DecodeError as exc:
+            raise Rejected(ErrorCode.INVALID_ARGUMENT, f"command does not decode: {exc}") from None
+        kind = command.WhichOneof("op")
+        if kind == "install_keys":
+            return encode_result(self._install(command.install_keys))
+        if kind == "push":
+            return self._push(command.push)
+        raise Rejected(ErrorCode.INVALID_ARGUMENT, "command has no operation")
+
+    # ---- InstallKeys ------------------------------------------------------------------------
+
+    def _install(self, op: pb.InstallKeys) -> ShardResult:
+        self._check_name("model", op.model, self.limits.name_bytes_max)
+        model = self._models.get(op.model)
+        optimizer_json, policy = self._check_definition(op)
+        if model is None:
+            if len(self._models) >= self.limits.models_max:
+                raise Rejected(ErrorCode.RESOURCE_EXHAUSTED, f"{len(self._models)} models, the maximum")
+        else:
+            differences = [
+                what
+                for what, same in (
+                    ("optimizer", model.optimizer_json == optimizer_json),
+                    ("non-finite policy", model.policy == policy),
+                    ("num_shards", model.num_shards == op.num_shards),
+                )
+                if not same
+            ]
+            if differences:
+                raise Rejected(
+                    ErrorCode.SPEC_CONFLICT,
+                    f"model {_show(op.model)} exists with another {', '.join(differences)}",
+                )
+        if len(op.keys) > self.limits.keys_per_model_max:
+            raise Rejected(ErrorCode.TOO_LARGE, f"{len(op.keys)} keys, over {self.limits.keys_per_model_max}")
+        new: list[tuple[str, npt.NDArray[Any], bytes]] = []
+        seen: set[str] = set()
+        for item in op.keys:
+            self._check_name("key", item.key, self.limits.key_bytes_max)
+            if item.key in seen:
+                raise Rejected(ErrorCode.INVALID_ARGUMENT, f"key {_show(item.key)} is repeated")
+            seen.add(item.key)
+            if item.tensor.dtype != pb.D_TYPE_FLOAT32:
+                raise Rejected(
+                    ErrorCode.DTYPE_MISMATCH, f"initial values of {_show(item.key)} must be float32"
+                )
+            values = self._decode(item.key, item.tensor)
+            if values.size > self.limits.key_elements_max:
+                raise Rejected(
+                    ErrorCode.TOO_LARGE,
+                    f"key {_show(item.key)} has {values.size} elements, over {self.limits.key_elements_max}",
+                )
+            if not np.isfinite(values).all():
+                raise Rejected(
+                    ErrorCode.INVALID_ARGUMENT, f"initial values of {_show(item.key)} are not finite"
+                )
+            digest = initial_digest(item.tensor.data)
+            existing = None if model is None else model.keys.get(item.key)
+            if existing is None:
+                new.append((item.key, values, digest))
+            elif existing.digest != digest or existing.elements != values.size:
+                raise Rejected(
+                    ErrorCode.SPEC_CONFLICT,
+                    f"key {_show(item.key)} of model {_show(op.model)} was installed with other values",
+                )
+        held = 0 if model is None else len(model.keys)
+        if held + len(new) > self.limits.keys_per_model_max:
+            raise Rejected(
+                ErrorCode.RESOURCE_EXHAUSTED,
+                f"model {_show(op.model)} would have {held + len(new)} keys, "
+                f"over {self.limits.keys_per_model_max}",
+            )
+        added = sum(int(values.size) for _, values, _ in new)
+        if self._elements + added > self.limits.elements_max:
+            raise Rejected(
+                ErrorCode.RESOURCE_EXHAUSTED,
+                f"{self._elements + added} elements in all, over {self.limits.elements_max}",
+            )
+        # ---- checked: change state
+        if model is None:
+            spec = json.loads(optimizer_json)
+            model = ModelState(op.model, optimizer_from_spec(spec), optimizer_json, policy, op.num_shards)
+            self._models[op.model] = model
+        for key, values, digest in new:
+            model.add_key(key, values, digest)
+        self._elements += added
+        return ShardResult(ErrorCode.OK, installed=len(new), step=model.step)
+
+    def _check_definition(self, op: pb.InstallKeys) -> tuple[str, NonFinitePolicy]:
+        if len(op.optimizer_json) > self.limits.optimizer_json_bytes_max:
+            raise Rejected(ErrorCode.TOO_LARGE, "optimizer_json is over its maximum size")
+        try:
+            spec = json.loads(op.optimizer_json)
+            optimizer = optimizer_from_spec(spec)
+        except (ValueError, OptimizerSpecError) as exc:
+            raise Rejected(ErrorCode.INVALID_ARGUMENT, f"optimizer_json: {exc}") from None
+        if int(op.non_finite_policy) not in tuple(NonFinitePolicy):
+            raise Rejected(ErrorCode.INVALID_ARGUMENT, "non_finite_policy must be REJECT or SKIP")
+        if not 1 <= op.num_shards <= self.limits.num_shards_max:
+            raise Rejected(
+                ErrorCode.INVALID_ARGUMENT, f"num_shards must be 1 to {self.limits.num_shards_max}"
+            )
+        return _canonical_json(optimizer.spec()), NonFinitePolicy(op.non_finite_policy)
+
+    # ---- Push -------------------------------------------------------------------------------
+
+    def _push(self, op: pb.Push) -> bytes:
+        model = self._model(op.model, Rejected)
+        covers = self._check_covers(op.covers)
+        # TODO(issue 4, later): refuse a config_number older than the group's (wrong group).
+        applied = [c for c in covers if self._dedup.last_sequence(c.client_id) == c.sequence]
+        replays = tuple(Replay(c, self._stored_result(c)) for c in applied)
+        if len(applied) == len(covers):
+            return encode_result(ShardResult(ErrorCode.OK, step=model.step, duplicate=True, replays=replays))
+        if applied:
+            shown = ", ".join(
+                f"({c.client_id!r}, {c.sequence})" for c in applied[: self.limits.reported_keys_max]
+            )
+            raise Rejected(
+                ErrorCode.PARTIAL_DUPLICATE,
+                f"{len(applied)} of the {len(covers)} covered pushes were applied before ({shown}); "
+                "re-propose the others without them",
+                replays=replays,
+            )
+        new_clients = sum(1 for c in covers if self._dedup.get(c.client_id) is None)
+        if not self._dedup.room_for(new_clients):
+            raise Rejected(
+                ErrorCode.RESOURCE_EXHAUSTED,
+                f"the dedup table holds {len(self._dedup)} clients, the maximum; "
+                f"no room for {new_clients} more",
+            )
+        gradients = self._check_gradients(model, op.gradients)
+        non_finite = [key for key, grads in gradients if not np.isfinite(grads).all()]
+        if non_finite and model.policy == NonFinitePolicy.REJECT:
+            reported = tuple(non_finite[: self.limits.reported_keys_max])
+            raise Rejected(
+                ErrorCode.NON_FINITE,
+                f"the gradient of {len(non_finite)} key(s) holds NaN or infinity "
+                f"({', '.join(map(repr, reported))})",
+                keys=reported,
+            )
+        # ---- checked: change state
+        if non_finite:
+            model.skipped_pushes += 1
+            result = ShardResult(
+                ErrorCode.OK,
+                f"skipped: the gradient of {len(non_finite)} key(s) holds NaN or infinity",
+                step=model.step,
+                skipped=True,
+                keys=tuple(non_finite[: self.limits.reported_keys_max]),
+            )
+        else:
+            for key, grads in gradients:
+                state = model.keys[key]
+                model.optimizer.apply(state.weights, grads, state.slots, state.step)
+                state.step += 1
+            model.step += 1
+            result = ShardResult(ErrorCode.OK, step=model.step)
+        encoded = encode_result(result)
+        for cover in covers:
+            self._dedup.record(cover.client_id, cover.sequence, encoded)
+        return encoded
+
+    def _check_covers(self, covers: Iterable[pb.ClientSequence]) -> list[ClientSequence]:
+        pairs = [ClientSequence(c.client_id, c.sequence) for c in covers]
+        if not pairs:
+            raise Rejected(ErrorCode.INVALID_ARGUMENT, "a push covers at least one (client, sequence)")
+        if len(pairs) > self.limits.covers_per_push_max:
+            raise Rejected(
+                ErrorCode.TOO_LARGE, f"{len(pairs)} covered pushes, over {self.limits.covers_per_push_max}"
+            )
+        seen: set[str] = set()
+        for pair in pairs:
+            self._check_name("client_id", pair.client_id, self.limits.name_bytes_max)
+            if pair.sequence < 1:
+                raise Rejected(
+                    ErrorCode.INVALID_ARGUMENT, f"client {_show(pair.client_id)}: sequence must be >= 1"
+                )
+            if pair.client_id in seen:
+                raise Rejected(
+                    ErrorCode.INVALID_ARGUMENT,
+                    f"client {_show(pair.client_id)} is covered twice "
+                    "(at most one push per client per entry)",
+                )
+            seen.add(pair.client_id)
+            last = self._dedup.last_sequence(pair.client_id)
+            if pair.sequence < last:
+                raise Rejected(
+                    ErrorCode.STALE_SEQUENCE,
+                    f"sequence {pair.sequence} of client {_show(pair.client_id)} is older than its last "
+                    f"applied push {last}",
+                )
+        return pairs
+
+    def _stored_result(self, cover: ClientSequence) -> bytes:
+        entry = self._dedup.get(cover.client_id)
+        assert entry is not None
+        return entry.last_result
+
+    def _check_gradients(
+        self, model: ModelState, gradients: Iterable[pb.KeyTensor]
+    ) -> list[tuple[str, npt.NDArray[Any]]]:
+        items = list(gradients)
+        if not items:
+            raise Rejected(ErrorCode.INVALID_ARGUMENT, "a push carries at least one gradient")
+        if len(items) > self.limits.keys_per_push_max:
+            raise Rejected(
+                ErrorCode.TOO_LARGE, f"{len(items)} gradients, over {self.limits.keys_per_push_max}"
+            )
+        checked: list[tuple[str, npt.NDArray[Any]]] = []
+        seen: set[str] = set()
+        for item in items:
+            state = model.keys.get(item.key)
+            if state is None:
+                raise Rejected(
+                    ErrorCode.UNKNOWN_KEY,
+                    f"model {_show(model.name)} has no key {_show(item.key)}",
+                    keys=(item.key,),
+                )
+            if item.key in seen:
+                raise Rejected(
+                    ErrorCode.INVALID_ARGUMENT, f"key {_show(item.key)} is repeated", keys=(item.key,)
+                )
+            seen.add(item.key)
+            if item.tensor.dtype not in DTYPE_NAMES:
+                raise Rejected(
+                    ErrorCode.DTYPE_MISMATCH,
+                    f"gradient of {_show(item.key)}: dtype must be float32, float16 or bfloat16",
+                    keys=(item.key,),
+                )
+            grads = self._decode(item.key, item.tensor)
+            if grads.size != state.elements:
+                raise Rejected(
+                    ErrorCode.SHAPE_MISMATCH,
+                    f"gradient of {_show(item.key)} has {grads.size} elements, the key {state.elements}",
+                    keys=(item.key,),
+                )
+            checked.append((item.key, grads))
+        return checked
+
+    # ---- shared checks ----------------------------------------------------------------------
+
+    def _check_name(self, what: str, name: str, bytes_max: int) -> None:
+        if not name:
+            raise Rejected(ErrorCode.INVALID_ARGUMENT, f"{what} must not be empty")
+        size = len(name.encode("utf-8"))
+        if size > bytes_max:
+            raise Rejected(ErrorCode.TOO_LARGE, f"{what} {_show(name)} is {size} bytes, over {bytes_max}")
+
+    def _decode(self, key: str, tensor: pb.Tensor) -> npt.NDArray[Any]:
+        try:
+            return decode_tensor(tensor)
+        except ValueError as exc:
+            raise Rejected(
+                ErrorCode.INVALID_ARGUMENT, f"tensor of {_show(key)}: {exc}", keys=(key,)
+            ) from None
+
+    def _model(self, name: str, error: type[Rejected] | type[ShardError]) -> ModelState:
+        model = self._models.get(name)
+        if model is None:
+            raise error(ErrorCode.UNKNOWN_MODEL, f"no model {_show(name)} on this group")
+        return model
+
+    # ---- reads ------------------------------------------------------------------------------
+
+    def models(self) -> tuple[str, ...]:
+        return tuple(sorted(self._models))
+
+    def keys(self, model: str) -> tuple[str, ...]:
+        """The keys of ``model`` held here, sorted."""
+        return tuple(sorted(self._model(model, ShardError).keys))
+
+    def step(self, model: str) -> int:
+        """Pushes applied to ``model`` (skipped ones not counted)."""
+        return self._model(model, ShardError).step
+
+    def skipped_pushes(self, model: str) -> int:
+        return self._model(model, ShardError).skipped_pushes
+
+    def key_step(self, model: str, key: str) -> int:
+        """Optimizer updates applied to ``key`` (the optimizer's count)."""
+        return self._key(model, key).step
+
+    def pull(self, model: str, keys: Iterable[str], copy: bool = True) -> dict[str, npt.NDArray[np.float32]]:
+        """The flat float32 weights of ``keys``: copies, or (``copy=False``) read-only views
+        that later pushes change in place. ``ShardError`` for an unknown model or key."""
+        out: dict[str, npt.NDArray[np.float32]] = {}
+        for key in keys:
+            weights = self._key(model, key).weights
+            if copy:
+                out[key] = weights.copy()
+            else:
+                view = weights.view()
+                view.flags.writeable = False
+                out[key] = view
+        return out
+
+    def _key(self, model: str, key: str) -> KeyState:
+        state = self._model(model, ShardError).keys.get(key)
+        if state is None:
+            raise ShardError(ErrorCode.UNKNOWN_KEY, f"model {_show(model)} has no key {_show(key)}")
+        return state
+
+    # ---- snapshot ---------------------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        """The whole state; the same state always gives the same bytes."""
+        return _snapshot.encode(self.limits, self._models, self._dedup)
+
+    def restore(self, data: bytes) -> None:
+        """Replace the whole state with a snapshot's. Raises ``SnapshotFormatError`` (and
+        changes nothing) for bytes that are not a consistent state taken under these limits."""
+        models, dedup = _snapshot.decode(data, self.limits)
+        self._models, self._dedup = models, dedup
+        self._elements = sum(state.elements for model in models.values() for state in model.keys.values())

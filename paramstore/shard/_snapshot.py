@@ -1,0 +1,148 @@
+"""The shard state machine's snapshot: a header message, then every array's raw bytes.
+
+Layout: ``b"PSSHARD\\0"``, the format version (u32), the header's length (u64), all
+big-endian; the ``ShardStateHeader`` message; then for each model (by name), each key (by
+key): its weights and then its slots in the optimizer's slot order, float32 little-endian.
+Weights stay out of the protobuf message so that a snapshot is not bounded by protobuf's
+2 GiB message limit and is written with one copy. No checksum: storage checksums snapshots.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+
+import numpy as np
+import numpy.typing as npt
+from google.protobuf.message import DecodeError
+
+from paramstore.optim import OptimizerSpecError, optimizer_from_spec
+from paramstore.shard._dedup import DedupTable
+from paramstore.shard._limits import ShardLimits
+from paramstore.shard._model import KeyState, ModelState
+from paramstore.shard._types import NonFinitePolicy, SnapshotFormatError
+from proto import shard_pb2 as pb
+
+__all__ = ["SNAPSHOT_FORMAT_VERSION", "decode", "encode"]
+
+SNAPSHOT_FORMAT_VERSION = 1
+_MAGIC = b"PSSHARD\x00"
+_HEADER = struct.Struct(">8sIQ")
+_F32_LE = np.dtype("<f4")
+_F32_BYTES = 4
+
+
+def _le(array: npt.NDArray[np.float32]) -> memoryview:
+    if sys.byteorder != "little":
+        array = array.astype(_F32_LE)
+    return memoryview(array.data).cast("B")
+
+
+def encode(limits: ShardLimits, models: dict[str, ModelState], dedup: DedupTable) -> bytes:
+    header = pb.ShardStateHeader(limits_json=limits.to_json())
+    arrays: list[memoryview] = []
+    for name in sorted(models):
+        model = models[name]
+        stored = header.models.add(
+            name=name,
+            optimizer_json=model.optimizer_json,
+            non_finite_policy=int(model.policy),
+            num_shards=model.num_shards,
+            step=model.step,
+            skipped_pushes=model.skipped_pushes,
+        )
+        for key in sorted(model.keys):
+            state = model.keys[key]
+            stored.keys.add(key=key, elements=state.elements, step=state.step, initial_digest=state.digest)
+            arrays.append(_le(state.weights))
+            arrays.extend(_le(state.slots[slot]) for slot in model.optimizer.slot_names)
+    for client_id, entry in dedup.items():
+        header.sessions.add(
+            client_id=client_id, last_sequence=entry.last_sequence, last_result=entry.last_result
+        )
+    body = header.SerializeToString(deterministic=True)
+    return b"".join([_HEADER.pack(_MAGIC, SNAPSHOT_FORMAT_VERSION, len(body)), body, *arrays])
+
+
+def decode(data: bytes, limits: ShardLimits) -> tuple[dict[str, ModelState], DedupTable]:
+    if len(data) < _HEADER.size:
+        raise SnapshotFormatError(f"snapshot of {len(data)} bytes is shorter than its header")
+    magic, version, header_bytes = _HEADER.unpack_from(data)
+    if magic != _MAGIC:
+        raise SnapshotFormatError(f"not a shard snapshot (magic {magic!r})")
+    if version != SNAPSHOT_FORMAT_VERSION:
+        raise SnapshotFormatError(
+            f"snapshot format version {version}; this build reads {SNAPSHOT_FORMAT_VERSION}"
+        )
+    offset = _HEADER.size + header_bytes
+    if offset > len(data):
+        raise SnapshotFormatError("snapshot is shorter than its header says")
+    header = pb.ShardStateHeader()
+    try:
+        header.ParseFromString(data[_HEADER.size : offset])
+    except DecodeError as exc:
+        raise SnapshotFormatError(f"snapshot header does not decode: {exc}") from None
+    if header.limits_json != limits.to_json():
+        raise SnapshotFormatError(
+            "the snapshot was taken under other limits; every replica must run with the same ShardLimits "
+            f"(snapshot: {header.limits_json}, here: {limits.to_json()})"
+        )
+    if len(header.models) > limits.models_max:
+        raise SnapshotFormatError(f"{len(header.models)} models, over {limits.models_max}")
+    names = [m.name for m in header.models]
+    if names != sorted(set(names)):
+        raise SnapshotFormatError("models are not sorted and unique")
+    models: dict[str, ModelState] = {}
+    elements_total = 0
+    for stored in header.models:
+        try:
+            optimizer = optimizer_from_spec(json.loads(stored.optimizer_json))
+        except (ValueError, OptimizerSpecError) as exc:
+            raise SnapshotFormatError(f"model {stored.name!r}: optimizer_json: {exc}") from None
+        if int(stored.non_finite_policy) not in tuple(NonFinitePolicy):
+            raise SnapshotFormatError(f"model {stored.name!r}: unknown non-finite policy")
+        if len(stored.keys) > limits.keys_per_model_max:
+            raise SnapshotFormatError(f"model {stored.name!r}: {len(stored.keys)} keys, over the maximum")
+        keys = [k.key for k in stored.keys]
+        if keys != sorted(set(keys)):
+            raise SnapshotFormatError(f"model {stored.name!r}: keys are not sorted and unique")
+        model = ModelState(
+            stored.name,
+            optimizer,
+            stored.optimizer_json,
+            NonFinitePolicy(stored.non_finite_policy),
+            stored.num_shards,
+            stored.step,
+            stored.skipped_pushes,
+        )
+        arrays_per_key = 1 + len(optimizer.slot_names)
+        for key in stored.keys:
+            if key.elements > limits.key_elements_max:
+                raise SnapshotFormatError(f"key {key.key!r}: {key.elements} elements, over the maximum")
+            elements_total += key.elements
+            if elements_total > limits.elements_max:
+                raise SnapshotFormatError("more elements than elements_max")
+            end = offset + key.elements * _F32_BYTES * arrays_per_key
+            if end > len(data):
+                raise SnapshotFormatError(f"snapshot ends inside the arrays of key {key.key!r}")
+            arrays = np.frombuffer(data, dtype=_F32_LE, count=key.elements * arrays_per_key, offset=offset)
+            arrays = arrays.astype(np.float32).reshape(arrays_per_key, key.elements)
+            offset = end
+            slots = {slot: arrays[1 + index] for index, slot in enumerate(optimizer.slot_names)}
+            model.keys[key.key] = KeyState(arrays[0], slots, key.step, key.initial_digest)
+        models[stored.name] = model
+    if offset != len(data):
+        raise SnapshotFormatError(f"{len(data) - offset} bytes after the last array")
+    if len(header.sessions) > limits.dedup_clients_max:
+        raise SnapshotFormatError(f"{len(header.sessions)} dedup clients, over the maximum")
+    dedup = DedupTable(limits.dedup_clients_max)
+    previous = None
+    for session in header.sessions:
+        if (previous is not None and session.client_id <= previous) or session.last_sequence < 1:
+            raise SnapshotFormatError(
+                f"dedup client {session.client_id!r} is out of order or has no sequence"
+            )
+        previous = session.client_id
+        dedup.record(session.client_id, session.last_sequence, session.last_result)
+    return models, dedup

@@ -1,0 +1,193 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ERROR_CODE_UNSPECIFIED: _ClassVar[ErrorCode]
+    ERROR_CODE_OK: _ClassVar[ErrorCode]
+    ERROR_CODE_INVALID_ARGUMENT: _ClassVar[ErrorCode]
+    ERROR_CODE_TOO_LARGE: _ClassVar[ErrorCode]
+    ERROR_CODE_UNKNOWN_MODEL: _ClassVar[ErrorCode]
+    ERROR_CODE_UNKNOWN_KEY: _ClassVar[ErrorCode]
+    ERROR_CODE_SPEC_CONFLICT: _ClassVar[ErrorCode]
+    ERROR_CODE_SHAPE_MISMATCH: _ClassVar[ErrorCode]
+    ERROR_CODE_DTYPE_MISMATCH: _ClassVar[ErrorCode]
+    ERROR_CODE_NON_FINITE: _ClassVar[ErrorCode]
+    ERROR_CODE_STALE_SEQUENCE: _ClassVar[ErrorCode]
+    ERROR_CODE_PARTIAL_DUPLICATE: _ClassVar[ErrorCode]
+    ERROR_CODE_RESOURCE_EXHAUSTED: _ClassVar[ErrorCode]
+
+class DType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    D_TYPE_UNSPECIFIED: _ClassVar[DType]
+    D_TYPE_FLOAT32: _ClassVar[DType]
+    D_TYPE_FLOAT16: _ClassVar[DType]
+    D_TYPE_BFLOAT16: _ClassVar[DType]
+
+class NonFinitePolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NON_FINITE_POLICY_UNSPECIFIED: _ClassVar[NonFinitePolicy]
+    NON_FINITE_POLICY_REJECT: _ClassVar[NonFinitePolicy]
+    NON_FINITE_POLICY_SKIP: _ClassVar[NonFinitePolicy]
+ERROR_CODE_UNSPECIFIED: ErrorCode
+ERROR_CODE_OK: ErrorCode
+ERROR_CODE_INVALID_ARGUMENT: ErrorCode
+ERROR_CODE_TOO_LARGE: ErrorCode
+ERROR_CODE_UNKNOWN_MODEL: ErrorCode
+ERROR_CODE_UNKNOWN_KEY: ErrorCode
+ERROR_CODE_SPEC_CONFLICT: ErrorCode
+ERROR_CODE_SHAPE_MISMATCH: ErrorCode
+ERROR_CODE_DTYPE_MISMATCH: ErrorCode
+ERROR_CODE_NON_FINITE: ErrorCode
+ERROR_CODE_STALE_SEQUENCE: ErrorCode
+ERROR_CODE_PARTIAL_DUPLICATE: ErrorCode
+ERROR_CODE_RESOURCE_EXHAUSTED: ErrorCode
+D_TYPE_UNSPECIFIED: DType
+D_TYPE_FLOAT32: DType
+D_TYPE_FLOAT16: DType
+D_TYPE_BFLOAT16: DType
+NON_FINITE_POLICY_UNSPECIFIED: NonFinitePolicy
+NON_FINITE_POLICY_REJECT: NonFinitePolicy
+NON_FINITE_POLICY_SKIP: NonFinitePolicy
+
+class Tensor(_message.Message):
+    __slots__ = ("dtype", "data")
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    dtype: DType
+    data: bytes
+    def __init__(self, dtype: _Optional[_Union[DType, str]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class KeyTensor(_message.Message):
+    __slots__ = ("key", "tensor")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    TENSOR_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    tensor: Tensor
+    def __init__(self, key: _Optional[str] = ..., tensor: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+
+class InstallKeys(_message.Message):
+    __slots__ = ("model", "optimizer_json", "non_finite_policy", "num_shards", "keys")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    OPTIMIZER_JSON_FIELD_NUMBER: _ClassVar[int]
+    NON_FINITE_POLICY_FIELD_NUMBER: _ClassVar[int]
+    NUM_SHARDS_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    optimizer_json: str
+    non_finite_policy: NonFinitePolicy
+    num_shards: int
+    keys: _containers.RepeatedCompositeFieldContainer[KeyTensor]
+    def __init__(self, model: _Optional[str] = ..., optimizer_json: _Optional[str] = ..., non_finite_policy: _Optional[_Union[NonFinitePolicy, str]] = ..., num_shards: _Optional[int] = ..., keys: _Optional[_Iterable[_Union[KeyTensor, _Mapping]]] = ...) -> None: ...
+
+class ClientSequence(_message.Message):
+    __slots__ = ("client_id", "sequence")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    client_id: str
+    sequence: int
+    def __init__(self, client_id: _Optional[str] = ..., sequence: _Optional[int] = ...) -> None: ...
+
+class Push(_message.Message):
+    __slots__ = ("model", "covers", "config_number", "gradients")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    COVERS_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    GRADIENTS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    covers: _containers.RepeatedCompositeFieldContainer[ClientSequence]
+    config_number: int
+    gradients: _containers.RepeatedCompositeFieldContainer[KeyTensor]
+    def __init__(self, model: _Optional[str] = ..., covers: _Optional[_Iterable[_Union[ClientSequence, _Mapping]]] = ..., config_number: _Optional[int] = ..., gradients: _Optional[_Iterable[_Union[KeyTensor, _Mapping]]] = ...) -> None: ...
+
+class ShardCommand(_message.Message):
+    __slots__ = ("install_keys", "push")
+    INSTALL_KEYS_FIELD_NUMBER: _ClassVar[int]
+    PUSH_FIELD_NUMBER: _ClassVar[int]
+    install_keys: InstallKeys
+    push: Push
+    def __init__(self, install_keys: _Optional[_Union[InstallKeys, _Mapping]] = ..., push: _Optional[_Union[Push, _Mapping]] = ...) -> None: ...
+
+class Replay(_message.Message):
+    __slots__ = ("push", "result")
+    PUSH_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    push: ClientSequence
+    result: bytes
+    def __init__(self, push: _Optional[_Union[ClientSequence, _Mapping]] = ..., result: _Optional[bytes] = ...) -> None: ...
+
+class ShardResult(_message.Message):
+    __slots__ = ("code", "message", "step", "skipped", "keys", "installed", "duplicate", "replays")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    INSTALLED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    REPLAYS_FIELD_NUMBER: _ClassVar[int]
+    code: ErrorCode
+    message: str
+    step: int
+    skipped: bool
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    installed: int
+    duplicate: bool
+    replays: _containers.RepeatedCompositeFieldContainer[Replay]
+    def __init__(self, code: _Optional[_Union[ErrorCode, str]] = ..., message: _Optional[str] = ..., step: _Optional[int] = ..., skipped: _Optional[bool] = ..., keys: _Optional[_Iterable[str]] = ..., installed: _Optional[int] = ..., duplicate: _Optional[bool] = ..., replays: _Optional[_Iterable[_Union[Replay, _Mapping]]] = ...) -> None: ...
+
+class StoredKey(_message.Message):
+    __slots__ = ("key", "elements", "step", "initial_digest")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    ELEMENTS_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    elements: int
+    step: int
+    initial_digest: bytes
+    def __init__(self, key: _Optional[str] = ..., elements: _Optional[int] = ..., step: _Optional[int] = ..., initial_digest: _Optional[bytes] = ...) -> None: ...
+
+class StoredModel(_message.Message):
+    __slots__ = ("name", "optimizer_json", "non_finite_policy", "num_shards", "step", "skipped_pushes", "keys")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OPTIMIZER_JSON_FIELD_NUMBER: _ClassVar[int]
+    NON_FINITE_POLICY_FIELD_NUMBER: _ClassVar[int]
+    NUM_SHARDS_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_PUSHES_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    optimizer_json: str
+    non_finite_policy: NonFinitePolicy
+    num_shards: int
+    step: int
+    skipped_pushes: int
+    keys: _containers.RepeatedCompositeFieldContainer[StoredKey]
+    def __init__(self, name: _Optional[str] = ..., optimizer_json: _Optional[str] = ..., non_finite_policy: _Optional[_Union[NonFinitePolicy, str]] = ..., num_shards: _Optional[int] = ..., step: _Optional[int] = ..., skipped_pushes: _Optional[int] = ..., keys: _Optional[_Iterable[_Union[StoredKey, _Mapping]]] = ...) -> None: ...
+
+class StoredSession(_message.Message):
+    __slots__ = ("client_id", "last_sequence", "last_result")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    LAST_RESULT_FIELD_NUMBER: _ClassVar[int]
+    client_id: str
+    last_sequence: int
+    last_result: bytes
+    def __init__(self, client_id: _Optional[str] = ..., last_sequence: _Optional[int] = ..., last_result: _Optional[bytes] = ...) -> None: ...
+
+class ShardStateHeader(_message.Message):
+    __slots__ = ("limits_json", "models", "sessions")
+    LIMITS_JSON_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    limits_json: str
+    models: _containers.RepeatedCompositeFieldContainer[StoredModel]
+    sessions: _containers.RepeatedCompositeFieldContainer[StoredSession]
+    def __init__(self, limits_json: _Optional[str] = ..., models: _Optional[_Iterable[_Union[StoredModel, _Mapping]]] = ..., sessions: _Optional[_Iterable[_Union[StoredSession, _Mapping]]] = ...) -> None: ...
