@@ -58,6 +58,8 @@ def test_colliding_keys_are_refused() -> None:
         ModelLayout.from_spec(_spec(("w", (10,)), ("w#0", (1,))), block_elements_max=4)
     with pytest.raises(ValueError):
         ModelLayout.from_spec(_spec(("w", (1,))), block_elements_max=0)
+    with pytest.raises(ValueError, match="keys"):
+        ModelLayout.from_spec(_spec(("w", (1 << 30,))), block_elements_max=1, keys_max=1000)
 
 
 def test_split_gives_views_and_join_restores() -> None:

@@ -17,6 +17,7 @@ Usage::
 from paramstore.shard._codec import decode_result, encode_install, encode_push, encode_result
 from paramstore.shard._keys import (
     BLOCK_ELEMENTS_MAX_DEFAULT,
+    KEYS_MAX_DEFAULT,
     KeyPlacement,
     ModelLayout,
     block_key,
@@ -38,6 +39,7 @@ from paramstore.shard._types import (
 
 __all__ = [
     "BLOCK_ELEMENTS_MAX_DEFAULT",
+    "KEYS_MAX_DEFAULT",
     "SNAPSHOT_FORMAT_VERSION",
     "ClientSequence",
     "ErrorCode",

@@ -25,6 +25,7 @@ from paramstore.coordinator import ModelSpec
 
 __all__ = [
     "BLOCK_ELEMENTS_MAX_DEFAULT",
+    "KEYS_MAX_DEFAULT",
     "KeyPlacement",
     "ModelLayout",
     "block_key",
@@ -33,6 +34,8 @@ __all__ = [
 
 #: 1 Mi elements: 4 MiB of float32, one streaming chunk's order of size.
 BLOCK_ELEMENTS_MAX_DEFAULT = 1 << 20
+#: The most keys one layout lists (a store group's ``ShardLimits.keys_per_model_max``).
+KEYS_MAX_DEFAULT = 1 << 20
 
 _BLOCK_SEPARATOR = "#"
 
@@ -90,10 +93,21 @@ class ModelLayout:
     _by_key: Mapping[str, KeyPlacement] = field(repr=False)
 
     @classmethod
-    def from_spec(cls, spec: ModelSpec, block_elements_max: int = BLOCK_ELEMENTS_MAX_DEFAULT) -> ModelLayout:
-        """The layout of ``spec``; ``ValueError`` if two keys would get the same name."""
+    def from_spec(
+        cls,
+        spec: ModelSpec,
+        block_elements_max: int = BLOCK_ELEMENTS_MAX_DEFAULT,
+        keys_max: int = KEYS_MAX_DEFAULT,
+    ) -> ModelLayout:
+        """The layout of ``spec``; ``ValueError`` if two keys would get the same name or
+        there would be more than ``keys_max`` keys (checked before any key is built)."""
         if block_elements_max < 1:
             raise ValueError(f"block_elements_max must be >= 1, got {block_elements_max}")
+        keys_total = sum(max(1, -(-prod(leaf.shape) // block_elements_max)) for leaf in spec.leaves)
+        if keys_total > keys_max:
+            raise ValueError(
+                f"model {spec.name!r} would have {keys_total} keys, over {keys_max}: raise block_elements_max"
+            )
         leaves: dict[str, _Leaf] = {}
         by_key: dict[str, KeyPlacement] = {}
         ordered: list[KeyPlacement] = []

@@ -102,6 +102,8 @@ def decode(data: bytes, limits: ShardLimits) -> tuple[dict[str, ModelState], Ded
             raise SnapshotFormatError(f"model {stored.name!r}: optimizer_json: {exc}") from None
         if int(stored.non_finite_policy) not in tuple(NonFinitePolicy):
             raise SnapshotFormatError(f"model {stored.name!r}: unknown non-finite policy")
+        if not 1 <= stored.num_shards <= limits.num_shards_max:
+            raise SnapshotFormatError(f"model {stored.name!r}: num_shards {stored.num_shards} out of range")
         if len(stored.keys) > limits.keys_per_model_max:
             raise SnapshotFormatError(f"model {stored.name!r}: {len(stored.keys)} keys, over the maximum")
         keys = [k.key for k in stored.keys]
