@@ -274,8 +274,10 @@ class RaftNode:
                 idle = not (self._inbound or self._proposals or self._reads_to_start or self._conf_changes)
                 if timeout > 0 and idle and not self._transfer_target:
                     self._wake.clear()
+                    # asyncio.timeout rather than wait_for: no task is created per idle turn.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), timeout)
+                        async with asyncio.timeout(timeout):
+                            await self._wake.wait()
                 if self._stopped:
                     break
                 self._step_inbound()
@@ -387,7 +389,9 @@ class RaftNode:
             # load the fsync runs in a thread (it releases the GIL): meanwhile the loop takes
             # in proposals and messages, which become the next batch - group commit. A lone
             # request syncs inline: the thread hop would only add to its latency.
-            if self._under_load(rd):
+            # With appends already handed to the transport, the loop must stay free during
+            # the fsync for them to actually leave (and the followers' disks to overlap ours).
+            if early or self._under_load(rd):
                 self.counters["syncs_off_loop"] += 1
                 await asyncio.to_thread(self.storage.sync)
             else:
