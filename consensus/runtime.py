@@ -54,6 +54,7 @@ from consensus.storage import NodeStorage
 log = logging.getLogger(__name__)
 
 _CONF_CHANGES_PENDING_MAX = 16
+_COALESCE_YIELDS = 2
 # What a leader sends that depends on its term only, never on its own log being durable.
 _LEADER_MESSAGES = frozenset({MessageType.APPEND, MessageType.HEARTBEAT})
 
@@ -280,6 +281,13 @@ class RaftNode:
                             await self._wake.wait()
                 if self._stopped:
                     break
+                if self._proposals and self._awaiting_apply:
+                    # Entries are in flight already, so a lone new proposal would only take
+                    # a round trip of its own: let the requests arriving right behind it
+                    # (their handlers are runnable) join its batch first. Bounded: a few
+                    # loop passes, never a timer.
+                    for _ in range(_COALESCE_YIELDS):
+                        await asyncio.sleep(0)
                 self._step_inbound()
                 now = time.monotonic()
                 if now >= next_tick:
