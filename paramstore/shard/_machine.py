@@ -41,7 +41,7 @@ from google.protobuf.message import DecodeError
 from consensus.messages import Entry
 from paramstore.optim import OptimizerSpecError, optimizer_from_spec
 from paramstore.shard import _snapshot
-from paramstore.shard._codec import encode_result
+from paramstore.shard._codec import decode_result, encode_result
 from paramstore.shard._dedup import DedupTable
 from paramstore.shard._limits import ShardLimits
 from paramstore.shard._model import KeyState, ModelState, initial_digest
@@ -207,7 +207,51 @@ class ShardStateMachine:
 
     # ---- Push -------------------------------------------------------------------------------
 
+    def check_push(self, op: pb.Push) -> ShardResult | None:
+        """What applying ``op`` now would answer, without changing anything: the refusal, or
+        the duplicate acknowledgement; None when it would be applied (or skipped under the
+        "skip" policy). The leader checks a push with it before merging it into an entry."""
+        try:
+            checked = self._check_push(op)
+        except Rejected as rejected:
+            return ShardResult(rejected.code, rejected.message, **rejected.fields)  # type: ignore[arg-type]
+        if isinstance(checked, bytes):
+            return decode_result(checked)
+        return None
+
     def _push(self, op: pb.Push) -> bytes:
+        checked = self._check_push(op)
+        if isinstance(checked, bytes):
+            return checked
+        model, covers, gradients, non_finite = checked
+        # ---- checked: change state
+        if non_finite:
+            model.skipped_pushes += 1
+            result = ShardResult(
+                ErrorCode.OK,
+                f"skipped: the gradient of {len(non_finite)} key(s) holds NaN or infinity",
+                step=model.step,
+                skipped=True,
+                keys=tuple(non_finite[: self.limits.reported_keys_max]),
+            )
+        else:
+            for key, grads in gradients:
+                state = model.keys[key]
+                model.optimizer.apply(state.weights, grads, state.slots, state.step)
+                state.step += 1
+            model.step += 1
+            result = ShardResult(ErrorCode.OK, step=model.step)
+        encoded = encode_result(result)
+        for cover in covers:
+            self._dedup.record(cover.client_id, cover.sequence, encoded)
+        return encoded
+
+    def _check_push(
+        self, op: pb.Push
+    ) -> bytes | tuple[ModelState, list[ClientSequence], list[tuple[str, npt.NDArray[Any]]], list[str]]:
+        """Every check of a push: raises ``Rejected``; the encoded duplicate result when every
+        covered push was applied before; else what applying needs: the model, the covers, the
+        checked gradients and the keys whose gradient is not finite."""
         model = self._model(op.model, Rejected)
         covers = self._check_covers(op.covers)
         # TODO(issue 4, later): refuse a config_number older than the group's (wrong group).
@@ -242,27 +286,7 @@ class ShardStateMachine:
                 f"({', '.join(map(repr, reported))})",
                 keys=reported,
             )
-        # ---- checked: change state
-        if non_finite:
-            model.skipped_pushes += 1
-            result = ShardResult(
-                ErrorCode.OK,
-                f"skipped: the gradient of {len(non_finite)} key(s) holds NaN or infinity",
-                step=model.step,
-                skipped=True,
-                keys=tuple(non_finite[: self.limits.reported_keys_max]),
-            )
-        else:
-            for key, grads in gradients:
-                state = model.keys[key]
-                model.optimizer.apply(state.weights, grads, state.slots, state.step)
-                state.step += 1
-            model.step += 1
-            result = ShardResult(ErrorCode.OK, step=model.step)
-        encoded = encode_result(result)
-        for cover in covers:
-            self._dedup.record(cover.client_id, cover.sequence, encoded)
-        return encoded
+        return model, covers, gradients, non_finite
 
     def _check_covers(self, covers: Iterable[pb.ClientSequence]) -> list[ClientSequence]:
         pairs = [ClientSequence(c.client_id, c.sequence) for c in covers]

@@ -1,0 +1,366 @@
+"""The store node's client API (``proto/store_service.proto``) over one shard replica.
+
+Install and Push go through the group's Raft log; only the leader serves them (others
+redirect, like the coordinator service). A push is checked against the leader's state
+machine before it is queued (``ShardStateMachine.check_push``, the same rules ``apply``
+runs), so bad input is refused without taking a log slot, and is then merged with the
+concurrent pushes of the same model into one entry (``_store_batcher``). The state machine
+checks every entry again when it applies it: the early check only saves the round trip.
+
+Pulls wait for a ReadIndex barrier and are then copied out of the local state machine in
+one go (no await in between, so a push applied meanwhile cannot tear a pull); with
+``serializable`` any node serves them without the barrier.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import NoReturn
+
+import grpc
+import numpy as np
+
+from consensus.errors import NotLeaderError, ProposalDroppedError
+from consensus.runtime import NodeStoppedError
+from paramstore.server._coordinator_service import LEADER_ADDRESS_METADATA, LEADER_ID_METADATA
+from paramstore.server._replica import Replica
+from paramstore.server._store_batcher import BatcherLimits, PendingPush, PushBatcher, QueueFullError
+from paramstore.shard import (
+    ClientSequence,
+    ErrorCode,
+    ShardError,
+    ShardResult,
+    ShardStateMachine,
+    decode_result,
+    decode_tensor,
+    encode_result,
+)
+from proto import shard_pb2 as shard_pb
+from proto import store_service_pb2 as api
+from proto import store_service_pb2_grpc as api_grpc
+
+__all__ = ["ERROR_CODE_METADATA", "StoreService", "StoreServiceLimits"]
+
+#: Trailing metadata of a refused request: the ``proto/shard.proto`` ErrorCode name.
+ERROR_CODE_METADATA = "paramstore-error-code"
+
+_DEFAULT_TIMEOUT_S = 10.0
+
+_STATUS_OF_CODE = {
+    ErrorCode.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
+    ErrorCode.TOO_LARGE: grpc.StatusCode.INVALID_ARGUMENT,
+    ErrorCode.SHAPE_MISMATCH: grpc.StatusCode.INVALID_ARGUMENT,
+    ErrorCode.DTYPE_MISMATCH: grpc.StatusCode.INVALID_ARGUMENT,
+    ErrorCode.NON_FINITE: grpc.StatusCode.INVALID_ARGUMENT,
+    ErrorCode.UNKNOWN_MODEL: grpc.StatusCode.NOT_FOUND,
+    ErrorCode.UNKNOWN_KEY: grpc.StatusCode.NOT_FOUND,
+    ErrorCode.SPEC_CONFLICT: grpc.StatusCode.FAILED_PRECONDITION,
+    ErrorCode.STALE_SEQUENCE: grpc.StatusCode.FAILED_PRECONDITION,
+    ErrorCode.PARTIAL_DUPLICATE: grpc.StatusCode.ABORTED,  # never reaches a client: re-proposed
+    ErrorCode.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StoreServiceLimits:
+    push_bytes_max: int = 64 << 20  # one push's gradient bytes
+    push_messages_max: int = 1 << 16  # messages of one push stream
+    pull_bytes_max: int = 256 << 20  # weights of one pull
+    piece_bytes_default: int = 1 << 20  # pull pieces (1 MiB: grpcio's sweet spot)
+    piece_bytes_max: int = 16 << 20
+    batcher: BatcherLimits = dataclasses.field(default_factory=BatcherLimits)
+
+
+class StoreService(api_grpc.StoreServicer):
+    """Serves one store replica of group ``group_id``."""
+
+    def __init__(
+        self,
+        replica: Replica,
+        machine: ShardStateMachine,
+        *,
+        group_id: int = 0,
+        limits: StoreServiceLimits | None = None,
+    ) -> None:
+        self._replica = replica
+        self._machine = machine
+        self.group_id = group_id
+        self.limits = limits or StoreServiceLimits()
+        self.batcher = PushBatcher(self._propose_entry, self.limits.batcher)
+
+    def register(self, server: grpc.aio.Server) -> None:
+        api_grpc.add_StoreServicer_to_server(self, server)
+
+    async def close(self) -> None:
+        await self.batcher.close()
+
+    async def _propose_entry(self, data: bytes) -> object:
+        return await self._replica.node.propose(data, _DEFAULT_TIMEOUT_S * 3)
+
+    # ---- Install ------------------------------------------------------------------------------
+
+    async def Install(
+        self, request: api.InstallRequest, context: grpc.aio.ServicerContext
+    ) -> api.InstallResponse:
+        data = shard_pb.ShardCommand(install_keys=request.install).SerializeToString(deterministic=True)
+        if len(data) > self._machine.limits.command_bytes_max:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"install: {len(data)} bytes, too large")
+        await self._require_leader(context)
+        try:
+            raw = await self._replica.node.propose(data, _timeout(context))
+        except BaseException as exc:
+            await self._abort_for(exc, context)
+        assert isinstance(raw, bytes)
+        result = decode_result(raw)
+        if not result.ok:
+            await _refuse(result, context)
+        return api.InstallResponse(result=shard_pb.ShardResult.FromString(raw))
+
+    # ---- Push ---------------------------------------------------------------------------------
+
+    async def Push(
+        self, request_iterator: AsyncIterator[api.PushRequest], context: grpc.aio.ServicerContext
+    ) -> api.PushResponse:
+        op = await self._receive_push(request_iterator, context)
+        await self._require_leader(context)
+        refusal = self._machine.check_push(op)
+        cover = ClientSequence(op.covers[0].client_id, op.covers[0].sequence)
+        if refusal is not None:
+            if not refusal.ok:
+                await _refuse(refusal, context)
+            stored = next(r.result for r in refusal.replays if r.push == cover)
+            return _push_response(dataclasses.replace(decode_result(stored), duplicate=True), 1)
+        gradients = {item.key: decode_tensor(item.tensor) for item in op.gradients}
+        push = PendingPush(
+            model=op.model,
+            cover=cover,
+            config_number=op.config_number,
+            gradients=gradients,
+            nbytes=sum(g.nbytes for g in gradients.values()),
+            finite=all(bool(np.isfinite(g).all()) for g in gradients.values()),
+        )
+        try:
+            waiter = self.batcher.submit(push)
+        except QueueFullError as exc:
+            await _abort(context, grpc.StatusCode.UNAVAILABLE, f"{exc}; retry later")
+        try:
+            async with asyncio.timeout(_timeout(context)):
+                result, merged = await asyncio.shield(waiter)
+        except BaseException as exc:
+            await self._abort_for(exc, context)
+        if not result.ok:
+            await _refuse(result, context)
+        return _push_response(result, merged)
+
+    async def _receive_push(
+        self, request_iterator: AsyncIterator[api.PushRequest], context: grpc.aio.ServicerContext
+    ) -> shard_pb.Push:
+        """The stream as one ``Push`` command of one (client, sequence); INVALID_ARGUMENT for a
+        malformed stream (header fields after the first message, a key split apart, a
+        dtype that changes within a key, too many bytes)."""
+        header: api.PushRequest | None = None
+        pieces: dict[str, list[bytes]] = {}
+        dtypes: dict[str, int] = {}
+        current = ""
+        total_bytes = 0
+        messages = 0
+        async for message in request_iterator:
+            messages += 1
+            if messages > self.limits.push_messages_max:
+                await _abort(
+                    context,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"push stream of over {self.limits.push_messages_max} messages",
+                )
+            if header is None:
+                header = message
+            elif message.model or message.client_id or message.sequence or message.config_number:
+                await _abort(
+                    context, grpc.StatusCode.INVALID_ARGUMENT, "header fields go in the first message only"
+                )
+            for piece in message.gradients:
+                total_bytes += len(piece.data)
+                if total_bytes > self.limits.push_bytes_max:
+                    await _abort(
+                        context,
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"push is over {self.limits.push_bytes_max} gradient bytes",
+                    )
+                if piece.key != current:
+                    if piece.key in pieces:
+                        await _abort(
+                            context,
+                            grpc.StatusCode.INVALID_ARGUMENT,
+                            f"the pieces of key {piece.key!r} are not one after the other",
+                        )
+                    current = piece.key
+                    pieces[current] = []
+                    dtypes[current] = piece.dtype
+                elif dtypes[current] != piece.dtype:
+                    await _abort(
+                        context, grpc.StatusCode.INVALID_ARGUMENT, f"key {piece.key!r} changes dtype"
+                    )
+                pieces[current].append(piece.data)
+        if header is None:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "empty push stream")
+        if not header.model or not header.client_id or header.sequence < 1:
+            await _abort(
+                context, grpc.StatusCode.INVALID_ARGUMENT, "push needs model, client_id and sequence >= 1"
+            )
+        return shard_pb.Push(
+            model=header.model,
+            covers=[shard_pb.ClientSequence(client_id=header.client_id, sequence=header.sequence)],
+            config_number=header.config_number,
+            gradients=[
+                shard_pb.KeyTensor(
+                    key=key,
+                    tensor=shard_pb.Tensor(
+                        dtype=dtypes[key],  # type: ignore[arg-type]
+                        data=parts[0] if len(parts) == 1 else b"".join(parts),
+                    ),
+                )
+                for key, parts in pieces.items()
+            ],
+        )
+
+    # ---- Pull ---------------------------------------------------------------------------------
+
+    async def Pull(
+        self, request: api.PullRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[api.PullResponse]:
+        piece_bytes = request.piece_bytes_max or self.limits.piece_bytes_default
+        if piece_bytes > self.limits.piece_bytes_max:
+            await _abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"piece_bytes_max {piece_bytes} is over {self.limits.piece_bytes_max}",
+            )
+        if not request.serializable:
+            await self._barrier(context)
+        # From here to the copies: no await, so the weights are of one applied index.
+        machine = self._machine
+        try:
+            keys = list(request.keys) or list(machine.keys(request.model))
+            views = machine.pull(request.model, keys, copy=False)
+            step = machine.step(request.model)
+        except ShardError as exc:
+            await _refuse(ShardResult(exc.code, exc.message), context)
+        total = sum(v.nbytes for v in views.values())
+        if total > self.limits.pull_bytes_max:
+            await _abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"pull of {total} bytes is over {self.limits.pull_bytes_max}; ask for fewer keys",
+            )
+        copies = [(key, view.tobytes()) for key, view in views.items()]
+        message = api.PullResponse(step=step)
+        held, sent = 0, 0
+        for key, data in copies:
+            offsets = range(0, len(data), piece_bytes) if data else range(1)
+            for start in offsets:
+                chunk = data[start : start + piece_bytes]
+                message.weights.append(api.TensorPiece(key=key, dtype=shard_pb.D_TYPE_FLOAT32, data=chunk))
+                held += len(chunk)
+                if held >= piece_bytes:
+                    yield message
+                    message, held, sent = api.PullResponse(), 0, sent + 1
+        if message.weights or not sent:
+            yield message
+
+    # ---- Status -------------------------------------------------------------------------------
+
+    async def Status(
+        self, request: api.StatusRequest, context: grpc.aio.ServicerContext
+    ) -> api.StatusResponse:
+        replica = self._replica
+        core = replica.node.core
+        leader_id, leader_address = replica.leader()
+        machine = self._machine
+        counters = self.batcher.counters
+        return api.StatusResponse(
+            cluster_id=replica.options.cluster_id,
+            group_id=self.group_id,
+            node_id=replica.options.node_id,
+            address=replica.address,
+            role=core.role.name.lower(),
+            term=core.term,
+            leader_id=leader_id,
+            leader_address=leader_address,
+            commit_index=core.commit_index,
+            applied_index=core.applied_index,
+            last_index=core.log.last_index,
+            models=[
+                api.ModelStatus(
+                    name=name,
+                    step=machine.step(name),
+                    keys=len(machine.keys(name)),
+                    skipped_pushes=machine.skipped_pushes(name),
+                )
+                for name in machine.models()
+            ],
+            push_entries=counters["push_entries"],
+            merged_entries=counters["merged_entries"],
+            merged_pushes=counters["merged_pushes"],
+        )
+
+    # ---- helpers ------------------------------------------------------------------------------
+
+    async def _barrier(self, context: grpc.aio.ServicerContext) -> None:
+        await self._require_leader(context)
+        try:
+            await self._replica.node.read_index(_timeout(context))
+        except BaseException as exc:
+            await self._abort_for(exc, context)
+
+    async def _require_leader(self, context: grpc.aio.ServicerContext) -> None:
+        if not self._replica.is_leader:
+            await self._redirect(context)
+
+    async def _redirect(self, context: grpc.aio.ServicerContext) -> NoReturn:
+        leader_id, leader_address = self._replica.leader()
+        context.set_trailing_metadata(
+            ((LEADER_ID_METADATA, str(leader_id)), (LEADER_ADDRESS_METADATA, leader_address))
+        )
+        where = f"node {leader_id} at {leader_address}" if leader_id else "not known yet"
+        await _abort(context, grpc.StatusCode.UNAVAILABLE, f"not the leader; the leader is {where}")
+
+    async def _abort_for(self, exc: BaseException, context: grpc.aio.ServicerContext) -> NoReturn:
+        """The status for a failed propose or read barrier (re-raises anything else)."""
+        if isinstance(exc, NotLeaderError):
+            await self._redirect(context)
+        if isinstance(exc, ProposalDroppedError | NodeStoppedError):
+            await _abort(context, grpc.StatusCode.UNAVAILABLE, f"not applied, retry: {exc}")
+        if isinstance(exc, TimeoutError):
+            await _abort(
+                context,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                "not applied in time; outcome unknown (a retry with the same sequence is safe)",
+            )
+        raise exc
+
+
+def _push_response(result: ShardResult, merged: int) -> api.PushResponse:
+    encoded = shard_pb.ShardResult.FromString(encode_result(result))
+    return api.PushResponse(result=encoded, merged_pushes=merged)
+
+
+def _timeout(context: grpc.aio.ServicerContext) -> float:
+    remaining: float | None = context.time_remaining()
+    if remaining is None:
+        return _DEFAULT_TIMEOUT_S
+    return max(0.001, min(remaining, _DEFAULT_TIMEOUT_S * 6))
+
+
+async def _refuse(result: ShardResult, context: grpc.aio.ServicerContext) -> NoReturn:
+    """A refusal of the shard state machine as a gRPC status, its code in the trailers."""
+    context.set_trailing_metadata(((ERROR_CODE_METADATA, shard_pb.ErrorCode.Name(int(result.code))),))
+    status = _STATUS_OF_CODE.get(result.code, grpc.StatusCode.UNKNOWN)
+    await _abort(context, status, f"{result.code.name}: {result.message}")
+
+
+async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, details: str) -> NoReturn:
+    await context.abort(code, details)
+    raise AssertionError("unreachable: context.abort raises")
