@@ -4,6 +4,7 @@ paramstore version            print the installed version
 paramstore sim [ARGS...]      run the deterministic Raft simulator; every argument after
                               ``sim`` (``--help`` included) goes to ``consensus.sim``
 paramstore coordinator ...    run one coordinator daemon
+paramstore store ...          run one store daemon (a replica of a store group)
 paramstore up --dir DIR       run a local cluster until interrupted
 paramstore kv ACTION ...      the coordinator's key/value API (put, get, delete, cas, list, watch)
 paramstore status             every coordinator node's role, term, indexes and lag
@@ -17,10 +18,11 @@ import sys
 from collections.abc import Sequence
 
 import paramstore
-from paramstore.commands import _cluster, _coordinator, _kv, _status, _up
+from paramstore.commands import _cluster, _coordinator, _kv, _status, _store, _up
 
 _COMMANDS = {
     "coordinator": _coordinator,
+    "store": _store,
     "up": _up,
     "kv": _kv,
     "status": _status,

@@ -1,0 +1,121 @@
+"""``paramstore store``: run one store daemon (one replica of a store group).
+
+Every replica of a group gets the same ``--group`` and ``--peers`` (the group's members,
+``ID=HOST:PORT,...``); node ids are per group. ``--coordinators`` is accepted for what
+comes next (learning the shard map); this version serves whatever is installed on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from consensus.storage import FsyncPolicy, StorageError
+from consensus.transport import TransportError
+from paramstore.commands._common import coordinator_addresses
+from paramstore.commands._coordinator import ConfigError, _check_listen_address, parse_peers
+from paramstore.server import ReplicaOptions, StoreDaemon
+
+__all__ = ["add_parser", "options_from", "run"]
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "store",
+        help="run a store daemon (one replica of a store group)",
+        description="Run one store node until SIGTERM/SIGINT.",
+    )
+    parser.add_argument("--group", type=int, required=True, help="the store group's id (>= 1)")
+    parser.add_argument("--id", type=int, required=True, help="this node's id within its group (>= 1)")
+    parser.add_argument("--listen", required=True, help="HOST:PORT to serve Raft and clients on")
+    parser.add_argument("--peers", required=True, help="every group member (this one too): ID=HOST:PORT,...")
+    parser.add_argument("--data-dir", type=Path, required=True, help="directory for the log and snapshots")
+    parser.add_argument("--coordinators", help="HOST:PORT,... or a cluster.json (not used yet)")
+    parser.add_argument("--cluster-id", default="paramstore", help="name of the cluster (default paramstore)")
+    parser.add_argument(
+        "--fsync",
+        choices=[p.value for p in FsyncPolicy],
+        default="batch",
+        help="WAL sync policy (default batch); a bare --fsync means always",
+        nargs="?",
+        const="always",
+    )
+    parser.add_argument("--tick-ms", type=float, default=25.0, help="Raft tick interval in ms (default 25)")
+    parser.add_argument("--election-ticks", type=int, default=10, help="election timeout, ticks (default 10)")
+    parser.add_argument(
+        "--snapshot-entries", type=int, default=10_000, help="snapshot every N entries (default 10000)"
+    )
+    parser.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], default="info", help="default info"
+    )
+
+
+def options_from(args: argparse.Namespace) -> tuple[ReplicaOptions, list[str]]:
+    """The replica's options and the coordinator addresses; raises ConfigError."""
+    if args.group < 1:
+        raise ConfigError(f"--group must be >= 1, got {args.group}")
+    if args.id < 1:
+        raise ConfigError(f"--id must be >= 1, got {args.id}")
+    peers = parse_peers(args.peers)
+    if args.id not in peers:
+        peers[args.id] = args.listen
+    if args.tick_ms < 1.0 or args.election_ticks < 2 or args.snapshot_entries < 1:
+        raise ConfigError("--tick-ms must be >= 1, --election-ticks >= 2, --snapshot-entries >= 1")
+    if not args.cluster_id:
+        raise ConfigError("--cluster-id must not be empty")
+    coordinators = coordinator_addresses(args.coordinators) if args.coordinators else []
+    options = ReplicaOptions(
+        # One data directory and log per group: the group is part of the cluster id it checks.
+        cluster_id=f"{args.cluster_id}/store-{args.group}",
+        node_id=args.id,
+        listen=args.listen,
+        peers=peers,
+        data_dir=args.data_dir,
+        fsync=FsyncPolicy(args.fsync),
+        tick_interval_ms=args.tick_ms,
+        election_timeout_ticks=args.election_ticks,
+        snapshot_every_entries=args.snapshot_entries,
+    )
+    return options, coordinators
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        options, coordinators = options_from(args)
+    except (ConfigError, ValueError) as exc:
+        print(f"paramstore store: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format=f"%(asctime)s store-{args.group}-{options.node_id} %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return asyncio.run(_serve(options, args.group, coordinators))
+
+
+async def _serve(options: ReplicaOptions, group_id: int, coordinators: list[str]) -> int:
+    try:
+        _check_listen_address(options.listen)
+    except (TransportError, ValueError) as exc:
+        print(f"paramstore store: {exc}", file=sys.stderr)
+        return 1
+    daemon = StoreDaemon(options, group_id=group_id, coordinators=coordinators)
+    try:
+        await daemon.start()
+    except (TransportError, StorageError) as exc:
+        print(f"paramstore store: {exc}", file=sys.stderr)
+        return 1
+    logging.getLogger("paramstore.store").info(
+        "group %d node %d serving on %s (cluster %r, data dir %s, fsync %s)",
+        group_id,
+        options.node_id,
+        daemon.replica.address,
+        options.cluster_id,
+        options.data_dir,
+        options.fsync,
+    )
+    return await daemon.run_until_stopped()
