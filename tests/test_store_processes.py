@@ -114,3 +114,31 @@ def test_bad_store_flags_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "--group must be >= 1" in result.stderr
     assert not (tmp_path / "s").exists()
+
+
+async def test_local_cluster_runs_store_groups_registered_in_the_coordinator(tmp_path: Path) -> None:
+    from paramstore.client import CoordinatorClient
+    from paramstore.commands._up import LocalCluster
+
+    cluster = LocalCluster(tmp_path / "c", coordinators=1, groups=2, replicas=3, fsync="never")
+    try:
+        cluster.start()
+        await cluster.wait_for_leader(DEADLINE_S)
+        await cluster.register_groups()
+        await cluster.register_groups()  # again (a resumed cluster): nothing to add
+        leaders = await cluster.wait_for_store_leaders(DEADLINE_S)
+        assert sorted(leaders) == [1, 2]
+        async with CoordinatorClient(cluster.client_addresses) as client:
+            config = await client.config()
+        assert {g.group_id: [m.address for m in g.members] for g in config.groups} == {
+            group: list(members.values()) for group, members in cluster.store_addresses.items()
+        }
+        described = cluster.describe()["processes"]
+        stores = [p for p in described if p["role"] == "store"]
+        assert sorted((p["group"], p["id"]) for p in stores) == [(g, i) for g in (1, 2) for i in (1, 2, 3)]
+        assert len({p["pid"] for p in stores}) == 6
+        assert [p["id"] for p in described if p["role"] == "coordinator"] == [1]
+    finally:
+        cluster.stop()
+    every = [*cluster.processes.values(), *cluster.store_processes.values()]
+    assert all(p.returncode == 0 for p in every), [p.returncode for p in every]

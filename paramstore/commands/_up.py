@@ -1,8 +1,11 @@
 """``paramstore up``: a local cluster of daemon processes on 127.0.0.1, until interrupted.
 
-It starts the coordinators (``--coordinators N``, default 3) with data directories and
-logs under ``--dir``, waits until they have elected a leader, writes ``DIR/cluster.json``
-(every process: role, id, address, pid, data dir, log file), and then waits. On SIGINT or
+It starts the coordinators (``--coordinators N``, default 3) and the store groups
+(``--groups G`` of ``--replicas R`` store nodes each, default 1 of 3) with data directories
+and logs under ``--dir``, waits until the coordinators have elected a leader, registers each
+store group in the coordinator (``AddGroup``), waits until every group has a leader, writes
+``DIR/cluster.json`` (every process: role, id, group of a store, address, pid, data dir, log
+file), and then waits. On SIGINT or
 SIGTERM it stops every process it started (SIGTERM, then SIGKILL after a grace period)
 and removes nothing: running ``up`` again on the same directory resumes the same cluster.
 """
@@ -21,8 +24,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from paramstore.client import CoordinatorClient
+import grpc
+
+from paramstore.client import ClientError, CoordinatorClient
 from paramstore.commands._common import fail
+from paramstore.coordinator import AddGroup, GroupMember
+from proto import store_service_pb2 as store_api
+from proto import store_service_pb2_grpc as store_grpc
 
 __all__ = ["LocalCluster", "add_parser", "free_ports", "run"]
 
@@ -35,6 +43,8 @@ def add_parser(commands: Any) -> None:
     parser = commands.add_parser("up", help="run a local cluster on 127.0.0.1 until interrupted")
     parser.add_argument("--dir", type=Path, required=True, help="directory for data, logs and cluster.json")
     parser.add_argument("--coordinators", type=int, default=3, help="coordinator nodes (default 3)")
+    parser.add_argument("--groups", type=int, default=1, help="store groups (default 1)")
+    parser.add_argument("--replicas", type=int, default=3, help="store nodes per group (default 3)")
     parser.add_argument("--base-port", type=int, default=0, help="first port (default: free ports)")
     parser.add_argument("--fsync", choices=["always", "batch", "never"], default="batch")
     parser.add_argument("--cluster-id", default="paramstore-local")
@@ -67,9 +77,14 @@ class LocalCluster:
         cluster_id: str = "paramstore-local",
         extra_env: dict[str, str] | None = None,
         extra_args: list[str] | None = None,
+        groups: int = 0,
+        replicas: int = 3,
+        store_ports: list[int] | None = None,
     ) -> None:
         if coordinators < 1:
             raise ValueError(f"coordinators must be >= 1, got {coordinators}")
+        if groups < 0 or replicas < 1:
+            raise ValueError(f"groups must be >= 0 and replicas >= 1, got {groups} and {replicas}")
         self.directory = directory
         self.fsync = fsync
         self.cluster_id = cluster_id
@@ -81,6 +96,18 @@ class LocalCluster:
             node_id: f"127.0.0.1:{ports[node_id - 1]}" for node_id in range(1, coordinators + 1)
         }
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
+        # Store groups: group id -> node id -> address (node ids are per group).
+        store_ports = store_ports or (free_ports(groups * replicas) if groups else [])
+        if len(store_ports) != groups * replicas:
+            raise ValueError(f"{len(store_ports)} store ports for {groups} groups of {replicas}")
+        self.store_addresses: dict[int, dict[int, str]] = {
+            group: {
+                node_id: f"127.0.0.1:{store_ports[(group - 1) * replicas + node_id - 1]}"
+                for node_id in range(1, replicas + 1)
+            }
+            for group in range(1, groups + 1)
+        }
+        self.store_processes: dict[tuple[int, int], subprocess.Popen[bytes]] = {}
 
     @property
     def peers_flag(self) -> str:
@@ -122,19 +149,104 @@ class LocalCluster:
         old = self.processes.get(node_id)
         if old is not None and old.poll() is None:
             raise RuntimeError(f"coordinator {node_id} is still running (pid {old.pid})")
-        self.log_path(node_id).parent.mkdir(parents=True, exist_ok=True)
-        full_env = {**os.environ, **self.extra_env, **(env or {})}
-        with open(self.log_path(node_id), "ab") as log_file:
-            process = subprocess.Popen(
-                self.command(node_id), stdout=log_file, stderr=subprocess.STDOUT, env=full_env
-            )
+        process = self._spawn(self.command(node_id), self.log_path(node_id), env)
         self.processes[node_id] = process
         return process
+
+    def _spawn(
+        self, command: list[str], log_path: Path, env: dict[str, str] | None
+    ) -> subprocess.Popen[bytes]:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        full_env = {**os.environ, **self.extra_env, **(env or {})}
+        with open(log_path, "ab") as log_file:
+            return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=full_env)
+
+    # ---- store groups ---------------------------------------------------------------------------
+
+    def store_data_dir(self, group: int, node_id: int) -> Path:
+        return self.directory / f"store-{group}-{node_id}"
+
+    def store_log_path(self, group: int, node_id: int) -> Path:
+        return self.directory / "logs" / f"store-{group}-{node_id}.log"
+
+    def store_command(self, group: int, node_id: int) -> list[str]:
+        members = self.store_addresses[group]
+        return [
+            sys.executable,
+            "-m",
+            "paramstore.cli",
+            "store",
+            "--group",
+            str(group),
+            "--id",
+            str(node_id),
+            "--listen",
+            members[node_id],
+            "--peers",
+            ",".join(f"{i}={address}" for i, address in members.items()),
+            "--data-dir",
+            str(self.store_data_dir(group, node_id)),
+            "--cluster-id",
+            self.cluster_id,
+            "--fsync",
+            self.fsync,
+            "--coordinators",
+            ",".join(self.client_addresses),
+        ]
+
+    def start_store(
+        self, group: int, node_id: int, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start (or restart) one store process; its output goes to its log file."""
+        old = self.store_processes.get((group, node_id))
+        if old is not None and old.poll() is None:
+            raise RuntimeError(f"store {group}-{node_id} is still running (pid {old.pid})")
+        process = self._spawn(self.store_command(group, node_id), self.store_log_path(group, node_id), env)
+        self.store_processes[(group, node_id)] = process
+        return process
+
+    async def register_groups(self, timeout_s: float = _READY_TIMEOUT_S) -> None:
+        """Add every store group to the coordinator's config (those not there yet)."""
+        async with CoordinatorClient(self.client_addresses, deadline_s=timeout_s) as client:
+            known = {group.group_id for group in (await client.config()).groups}
+            for group, members in self.store_addresses.items():
+                if group in known:
+                    continue
+                result = await client.execute(
+                    AddGroup(group, tuple(GroupMember(i, address) for i, address in members.items()))
+                )
+                if not result.ok:
+                    raise RuntimeError(f"store group {group} not registered: {result.message}")
+
+    async def wait_for_store_leaders(self, timeout_s: float = _READY_TIMEOUT_S) -> dict[int, int]:
+        """Until every store group has a leader; group -> leader id (raises TimeoutError)."""
+        deadline = time.monotonic() + timeout_s
+        leaders: dict[int, int] = {}
+        while time.monotonic() < deadline:
+            for group, members in self.store_addresses.items():
+                if group not in leaders:
+                    leader = await _store_leader(list(members.values()))
+                    if leader:
+                        leaders[group] = leader
+            if len(leaders) == len(self.store_addresses):
+                return leaders
+            for (group, node_id), process in self.store_processes.items():
+                if process.poll() is not None and process.returncode not in (0, -signal.SIGKILL):
+                    log_text = self.store_log_path(group, node_id).read_text(errors="replace")
+                    text = log_text.strip().splitlines()
+                    last = text[-1] if text else "(no output)"
+                    raise RuntimeError(f"store {group}-{node_id} exited with {process.returncode}: {last}")
+            await asyncio.sleep(0.05)
+        missing = sorted(set(self.store_addresses) - set(leaders))
+        raise TimeoutError(f"store groups {missing} elected no leader within {timeout_s:.0f} s")
 
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         for node_id in self.addresses:
             self.start_node(node_id)
+        for group, members in self.store_addresses.items():
+            for node_id in members:
+                self.start_store(group, node_id)
 
     def kill(self, node_id: int, sig: int = signal.SIGKILL) -> None:
         """Signal one of our processes (by its pid) and reap it if it was a kill."""
@@ -146,7 +258,8 @@ class LocalCluster:
 
     def stop(self) -> None:
         """SIGTERM every live process, then SIGKILL those still there after the grace period."""
-        live = [p for p in self.processes.values() if p.poll() is None]
+        every = [*self.processes.values(), *self.store_processes.values()]
+        live = [p for p in every if p.poll() is None]
         for process in live:
             process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + _STOP_GRACE_S
@@ -186,6 +299,19 @@ class LocalCluster:
                     "log": str(self.log_path(node_id)),
                 }
                 for node_id, address in self.addresses.items()
+            ]
+            + [
+                {
+                    "role": "store",
+                    "group": group,
+                    "id": node_id,
+                    "address": address,
+                    "pid": process.pid if (process := self.store_processes.get((group, node_id))) else None,
+                    "data_dir": str(self.store_data_dir(group, node_id)),
+                    "log": str(self.store_log_path(group, node_id)),
+                }
+                for group, members in self.store_addresses.items()
+                for node_id, address in members.items()
             ],
         }
 
@@ -197,6 +323,19 @@ class LocalCluster:
         return path
 
 
+async def _store_leader(addresses: list[str]) -> int:
+    """The id of the node that says it leads this group, 0 if none does (yet)."""
+    for address in addresses:
+        try:
+            async with grpc.aio.insecure_channel(address) as channel:
+                status = await store_grpc.StoreStub(channel).Status(store_api.StatusRequest(), timeout=1.0)
+        except grpc.aio.AioRpcError:
+            continue
+        if status.role == "leader":
+            return int(status.node_id)
+    return 0
+
+
 def _ports_from(args: argparse.Namespace, count: int) -> list[int] | None:
     if args.base_port == 0:
         return None
@@ -205,16 +344,17 @@ def _ports_from(args: argparse.Namespace, count: int) -> list[int] | None:
     return list(range(args.base_port, args.base_port + count))
 
 
-def _previous_ports(directory: Path) -> list[int] | None:
-    """The ports of an earlier run in this directory, so that its data dirs keep their peers."""
+def _previous_ports(directory: Path, role: str = "coordinator") -> list[int] | None:
+    """The ports of an earlier run in this directory, so that its data dirs keep their peers
+    (stores in group, then node order)."""
     path = directory / CLUSTER_FILE
     if not path.exists():
         return None
     try:
         described = json.loads(path.read_text())
-        return [
-            int(p["address"].rsplit(":", 1)[1]) for p in described["processes"] if p["role"] == "coordinator"
-        ]
+        entries = [p for p in described["processes"] if p["role"] == role]
+        entries.sort(key=lambda p: (int(p.get("group", 0)), int(p["id"])))
+        return [int(p["address"].rsplit(":", 1)[1]) for p in entries]
     except (ValueError, KeyError, TypeError):
         return None
 
@@ -222,16 +362,31 @@ def _previous_ports(directory: Path) -> list[int] | None:
 def run(args: argparse.Namespace) -> int:
     if args.coordinators not in (1, 3, 5, 7):
         return fail("up", f"--coordinators must be 1, 3, 5 or 7, got {args.coordinators}", 2)
+    if not 0 <= args.groups <= 64 or args.replicas not in (1, 3, 5, 7):
+        return fail("up", "--groups must be 0 to 64 and --replicas 1, 3, 5 or 7", 2)
+    stores = args.groups * args.replicas
     try:
-        ports = _ports_from(args, args.coordinators)
+        all_ports = _ports_from(args, args.coordinators + stores)
     except ValueError as exc:
         return fail("up", str(exc), 2)
+    ports = None if all_ports is None else all_ports[: args.coordinators]
+    store_ports = None if all_ports is None else all_ports[args.coordinators :]
     if ports is None:
         previous = _previous_ports(args.dir)
         if previous is not None and len(previous) == args.coordinators:
             ports = previous
+        previous = _previous_ports(args.dir, "store")
+        if previous is not None and len(previous) == stores:
+            store_ports = previous
     cluster = LocalCluster(
-        args.dir, coordinators=args.coordinators, ports=ports, fsync=args.fsync, cluster_id=args.cluster_id
+        args.dir,
+        coordinators=args.coordinators,
+        ports=ports,
+        fsync=args.fsync,
+        cluster_id=args.cluster_id,
+        groups=args.groups,
+        replicas=args.replicas,
+        store_ports=store_ports,
     )
     stop = asyncio.Event()
 
@@ -242,12 +397,19 @@ def run(args: argparse.Namespace) -> int:
         cluster.start()
         try:
             leader = await cluster.wait_for_leader()
-        except (TimeoutError, RuntimeError) as exc:
+            await cluster.register_groups()
+            store_leaders = await cluster.wait_for_store_leaders()
+        except (TimeoutError, RuntimeError, ClientError) as exc:
             return fail("up", str(exc))
         path = cluster.write_cluster_file()
         print(f"cluster {cluster.cluster_id!r} up: {len(cluster.addresses)} coordinators, leader {leader}")
         for node_id, address in cluster.addresses.items():
             print(f"  coordinator {node_id}  {address}  pid {cluster.processes[node_id].pid}")
+        for group, members in cluster.store_addresses.items():
+            print(f"  store group {group}: {len(members)} nodes, leader {store_leaders[group]}")
+            for node_id, address in members.items():
+                pid = cluster.store_processes[(group, node_id)].pid
+                print(f"    store {group}-{node_id}  {address}  pid {pid}")
         print(f"wrote {path}; Ctrl-C stops the cluster", flush=True)
         await stop.wait()
         return 0
