@@ -1,4 +1,4 @@
-"""Clients of paramstore's services (the coordinator group's now)."""
+"""Clients of paramstore's services: the coordinator group's and the store groups'."""
 
 from paramstore.client._coordinator_client import CoordinatorClient, NodeStatus, parse_addresses
 from paramstore.client._errors import (
@@ -8,6 +8,13 @@ from paramstore.client._errors import (
     DeadlineExceededError,
     RequestInvalidError,
 )
+from paramstore.client._store_client import (
+    GroupPushResult,
+    ModelNotRoutedError,
+    PushFailedError,
+    StoreClient,
+    StoreRefusedError,
+)
 
 __all__ = [
     "ClientError",
@@ -15,7 +22,12 @@ __all__ = [
     "CommandRejectedError",
     "CoordinatorClient",
     "DeadlineExceededError",
+    "GroupPushResult",
+    "ModelNotRoutedError",
     "NodeStatus",
+    "PushFailedError",
     "RequestInvalidError",
+    "StoreClient",
+    "StoreRefusedError",
     "parse_addresses",
 ]

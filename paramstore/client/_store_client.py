@@ -1,0 +1,581 @@
+"""``StoreClient``: the asyncio client of the store groups (register, push, pull a model).
+
+It reads the routing from the coordinator (store groups and their members, each model's
+shard -> group map), splits leaves into keys with ``ModelLayout``, and talks to each
+group's leader: it follows the redirect hints of UNAVAILABLE answers (else tries the
+members in turn) and retries UNAVAILABLE and DEADLINE_EXCEEDED with capped exponential
+back-off, with a bounded number of attempts within one deadline per call.
+
+Exactly-once pushes: every push carries this client's id and a sequence number of its own
+per store group; a retry (after a timeout or a failover) reuses it, so the group's state
+machine applies it at most once, and a retry that finds it applied gets the stored
+acknowledgement. The dedup table keeps only a client's last sequence per group, so the
+pushes of one client to one group go one at a time (a lock per group); pushes to different
+groups go in parallel. A push whose outcome stayed unknown (its deadline passed) is given
+up: the next push takes the next sequence, and the given-up one is applied at most once
+(before the next one, or never: a sequence older than the last applied one is refused).
+Run several clients (several client ids) for concurrency towards one group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+import numpy as np
+import numpy.typing as npt
+
+from paramstore.client._coordinator_client import CoordinatorClient, parse_addresses
+from paramstore.client._errors import (
+    ClientError,
+    ClusterUnavailableError,
+    CommandRejectedError,
+    DeadlineExceededError,
+)
+from paramstore.coordinator import AssignShards, ModelSpec, RegisterModel
+from paramstore.coordinator._codec import spec_from_proto
+from paramstore.shard import ErrorCode, ModelLayout, NonFinitePolicy, ShardResult, decode_result
+from proto import coordinator_pb2 as coordinator_pb
+from proto import coordinator_service_pb2 as coordinator_api
+from proto import shard_pb2 as shard_pb
+from proto import store_service_pb2 as api
+from proto import store_service_pb2_grpc as api_grpc
+
+__all__ = [
+    "GroupPushResult",
+    "ModelNotRoutedError",
+    "PushFailedError",
+    "StoreClient",
+    "StoreRefusedError",
+]
+
+_LEADER_ADDRESS_METADATA = "paramstore-leader-address"
+_ERROR_CODE_METADATA = "paramstore-error-code"
+_RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+_CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.enable_retries", 0),
+    ("grpc.initial_reconnect_backoff_ms", 50),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+# Rounds of assign -> install -> check in register_model before it gives up on a shard map
+# that keeps changing under it (another client or an operator reassigning shards).
+_REGISTER_ROUNDS_MAX = 4
+
+_T = TypeVar("_T")
+
+
+# ---- errors -----------------------------------------------------------------------------------
+
+
+class StoreRefusedError(ClientError):
+    """A store group refused the request (``code``: the shard state machine's reason, None
+    when the server sent none; ``status``: the gRPC status). Nothing was applied."""
+
+    def __init__(self, group: int, status: grpc.StatusCode, code: ErrorCode | None, details: str) -> None:
+        super().__init__(f"store group {group}: {status.name}: {details}")
+        self.group = group
+        self.status = status
+        self.code = code
+        self.details = details
+
+
+class ModelNotRoutedError(ClientError):
+    """The coordinator does not know the model, or some of its shards have no group yet
+    (``register_model`` assigns them)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GroupPushResult:
+    """One store group's acknowledgement of one push."""
+
+    group: int
+    sequence: int
+    result: ShardResult  # ``duplicate`` when a retry found the push applied already
+    merged_pushes: int  # pushes covered by the log entry that applied this one
+    attempts: int
+
+
+class PushFailedError(ClientError):
+    """Some store groups did not acknowledge a push. ``acknowledged`` holds the groups that
+    did (their part is applied exactly once), ``errors`` the others: a ``StoreRefusedError``
+    means that group's part was not applied; any other error means its outcome is unknown
+    (applied at most once), see ``unknown_groups``."""
+
+    def __init__(self, acknowledged: dict[int, GroupPushResult], errors: dict[int, ClientError]) -> None:
+        shown = "; ".join(f"group {group}: {error}" for group, error in sorted(errors.items()))
+        super().__init__(f"push not acknowledged by {len(errors)} store group(s): {shown}")
+        self.acknowledged = acknowledged
+        self.errors = errors
+
+    @property
+    def unknown_groups(self) -> set[int]:
+        return {g for g, e in self.errors.items() if not isinstance(e, StoreRefusedError)}
+
+
+# ---- routing ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """Where one model's keys live, as of one coordinator config."""
+
+    spec: ModelSpec
+    layout: ModelLayout
+    config_number: int
+    keys_by_group: dict[int, tuple[str, ...]]  # only groups holding keys, keys in layout order
+    members: dict[int, tuple[str, ...]]  # group -> member addresses
+
+
+@dataclass(slots=True)
+class _GroupState:
+    """This client's session with one store group."""
+
+    sequence: int = 0  # the last push sequence taken
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    leader: str | None = None
+    next_index: int = 0
+
+
+class StoreClient:
+    """Registers, pushes to and pulls from models on the store groups that the coordinator
+    group at ``coordinator_addresses`` lists. Use as ``async with``."""
+
+    def __init__(
+        self,
+        coordinator_addresses: Sequence[str] | str,
+        *,
+        client_id: str | None = None,
+        deadline_s: float = 30.0,
+        attempt_timeout_s: float = 5.0,
+        attempts_max: int = 200,
+        backoff_initial_s: float = 0.01,
+        # A store election takes a few hundred ms: waiting longer between rounds only adds
+        # to the failover a caller sees.
+        backoff_max_s: float = 0.2,
+        piece_bytes: int = 1 << 20,  # push pieces: grpcio's sweet spot
+        install_bytes_max: int = 8 << 20,  # initial values per Install request
+        pull_bytes_max: int = 64 << 20,  # weights asked for in one Pull call
+    ) -> None:
+        self.coordinator_addresses = parse_addresses(coordinator_addresses)
+        if deadline_s <= 0 or attempt_timeout_s <= 0 or attempts_max < 1:
+            raise ValueError("deadline_s and attempt_timeout_s must be > 0 and attempts_max >= 1")
+        if min(piece_bytes, install_bytes_max, pull_bytes_max) < 4:
+            raise ValueError("piece_bytes, install_bytes_max and pull_bytes_max must be >= 4")
+        self.client_id = client_id or f"store-client-{uuid.uuid4().hex}"
+        self.deadline_s = deadline_s
+        self.attempt_timeout_s = attempt_timeout_s
+        self.attempts_max = attempts_max
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.piece_bytes = piece_bytes
+        self.install_bytes_max = install_bytes_max
+        self.pull_bytes_max = pull_bytes_max
+        self.coordinator = CoordinatorClient(
+            self.coordinator_addresses, client_id=f"{self.client_id}-coordinator", deadline_s=deadline_s
+        )
+        self._routes: dict[str, _Route] = {}
+        self._groups: dict[int, _GroupState] = {}
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._stubs: dict[str, api_grpc.StoreStub] = {}
+        self._rng = random.Random()
+        self.retries = 0
+
+    async def __aenter__(self) -> StoreClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        channels = list(self._channels.values())
+        self._channels.clear()
+        self._stubs.clear()
+        for channel in channels:
+            await channel.close()
+        await self.coordinator.close()
+
+    # ---- register -------------------------------------------------------------------------
+
+    async def register_model(
+        self,
+        spec: ModelSpec,
+        initial_values: Mapping[str, npt.NDArray[Any]],
+        *,
+        non_finite_policy: NonFinitePolicy = NonFinitePolicy.REJECT,
+    ) -> ModelSpec:
+        """Register ``spec`` in the coordinator, give its unassigned shards a group and install
+        every key on its group; returns the registered (canonical) spec. Idempotent: running
+        it again, from this or another client with the same spec and values, changes nothing.
+
+        Shard ``s`` goes to ``groups[s % len(groups)]`` of the sorted group ids, and only
+        unassigned shards are assigned. The coordinator applies ``AssignShards`` as given
+        (last writer wins, no compare), so two clients racing here write the same map as long
+        as they saw the same groups. If the map changed under a client anyway (a group added
+        in between, an operator moving shards), the check after the install sees it and the
+        client installs again where the keys now live (bounded rounds): the keys end up on
+        their groups of the final map; copies left on a former group are never routed to.
+        A different spec or different initial values for a registered model are refused
+        (``CommandRejectedError`` SPEC_CONFLICT, ``StoreRefusedError`` SPEC_CONFLICT).
+        """
+        result = await self.coordinator.execute(RegisterModel(spec))
+        if not result.ok:
+            raise CommandRejectedError(result)
+        config = await self.coordinator.config()
+        registered = _model_of(config, spec.name)
+        if registered is None:
+            raise ModelNotRoutedError(f"model {spec.name!r} is not in the coordinator's config")
+        layout = ModelLayout.from_spec(spec_from_proto(registered.spec))
+        blocks = _initial_blocks(layout, spec_from_proto(registered.spec), initial_values)
+        installed: dict[int, set[str]] = {}
+        for _ in range(_REGISTER_ROUNDS_MAX):
+            registered = _model_of(config, spec.name)
+            assert registered is not None, "a registered model is never removed"
+            unassigned = [s for s, g in enumerate(registered.shard_groups) if g == 0]
+            if unassigned:
+                groups = sorted(g.group_id for g in config.groups)
+                if not groups:
+                    raise ModelNotRoutedError("the coordinator lists no store group to put shards on")
+                assignments = tuple((s, groups[s % len(groups)]) for s in unassigned)
+                result = await self.coordinator.execute(AssignShards(spec.name, assignments))
+                if not result.ok:
+                    raise CommandRejectedError(result)
+                config = await self.coordinator.config()
+                continue
+            route = _route_of(config, spec.name)
+            await asyncio.gather(
+                *(
+                    self._install(
+                        route,
+                        group,
+                        [k for k in keys if k not in installed.get(group, set())],
+                        blocks,
+                        non_finite_policy,
+                    )
+                    for group, keys in route.keys_by_group.items()
+                )
+            )
+            for group, keys in route.keys_by_group.items():
+                installed.setdefault(group, set()).update(keys)
+            config = await self.coordinator.config()
+            if _route_of(config, spec.name).keys_by_group == route.keys_by_group:
+                self._routes[spec.name] = route
+                return route.spec
+        raise ClientError(
+            f"model {spec.name!r}: the shard map changed in each of {_REGISTER_ROUNDS_MAX} rounds; "
+            "retry later"
+        )
+
+    async def _install(
+        self,
+        route: _Route,
+        group: int,
+        keys: Sequence[str],
+        blocks: Mapping[str, npt.NDArray[np.float32]],
+        policy: NonFinitePolicy,
+    ) -> None:
+        """Install ``keys`` on ``group`` in requests of at most ``install_bytes_max`` bytes of
+        values (an Install is idempotent per key, so retrying or splitting it is safe)."""
+        batch: list[shard_pb.KeyTensor] = []
+        held = 0
+
+        async def send() -> None:
+            request = api.InstallRequest(
+                install=shard_pb.InstallKeys(
+                    model=route.spec.name,
+                    optimizer_json=route.spec.optimizer_json,
+                    non_finite_policy=int(policy),  # type: ignore[arg-type]
+                    num_shards=route.spec.num_shards,
+                    keys=batch,
+                )
+            )
+            await self._call_group(
+                route, group, lambda stub, timeout_s: stub.Install(request, timeout=timeout_s)
+            )
+
+        for key in keys:
+            data = blocks[key].tobytes()
+            if batch and held + len(data) > self.install_bytes_max:
+                await send()
+                batch, held = [], 0
+            batch.append(
+                shard_pb.KeyTensor(key=key, tensor=shard_pb.Tensor(dtype=shard_pb.D_TYPE_FLOAT32, data=data))
+            )
+            held += len(data)
+        if batch:
+            await send()
+
+    # ---- push -----------------------------------------------------------------------------
+
+    async def push(self, model: str, grads: Mapping[str, npt.NDArray[Any]]) -> dict[int, GroupPushResult]:
+        """Push the gradients of some or all leaves (leaf path -> array of the leaf's element
+        count, cast to float32); one client-streaming Push per store group, in parallel.
+        Returns each group's acknowledgement; raises ``PushFailedError`` when some group did
+        not acknowledge (it says which parts were applied, refused or of unknown outcome),
+        ``ValueError`` for a leaf the model lacks or an array of the wrong size."""
+        route = await self._route(model)
+        by_group: dict[int, dict[str, npt.NDArray[np.float32]]] = {}
+        group_of = {key: group for group, keys in route.keys_by_group.items() for key in keys}
+        for path, array in grads.items():
+            try:
+                blocks = route.layout.split(path, np.ascontiguousarray(array, dtype="<f4"))
+            except KeyError as exc:
+                raise ValueError(str(exc.args[0])) from None
+            for key, block in blocks.items():
+                by_group.setdefault(group_of[key], {})[key] = block
+        groups = sorted(by_group)
+        outcomes = await asyncio.gather(
+            *(self._push_group(route, group, by_group[group]) for group in groups), return_exceptions=True
+        )
+        acknowledged: dict[int, GroupPushResult] = {}
+        errors: dict[int, ClientError] = {}
+        for group, outcome in zip(groups, outcomes, strict=True):
+            if isinstance(outcome, GroupPushResult):
+                acknowledged[group] = outcome
+            elif isinstance(outcome, ClientError):
+                errors[group] = outcome
+            else:
+                raise outcome
+        if errors:
+            raise PushFailedError(acknowledged, errors)
+        return acknowledged
+
+    async def _push_group(
+        self, route: _Route, group: int, blocks: Mapping[str, npt.NDArray[np.float32]]
+    ) -> GroupPushResult:
+        messages = self._push_messages(route, blocks)
+        state = self._group(group)
+        async with state.lock:
+            state.sequence += 1
+            sequence = state.sequence
+            messages[0].client_id = self.client_id
+            messages[0].sequence = sequence
+            attempts = 0
+
+            def call(stub: api_grpc.StoreStub, timeout_s: float) -> Awaitable[api.PushResponse]:
+                nonlocal attempts
+                attempts += 1
+                response: Awaitable[api.PushResponse] = stub.Push(iter(messages), timeout=timeout_s)
+                return response
+
+            response = await self._call_group(route, group, call)
+        result = decode_result(response.result.SerializeToString())
+        return GroupPushResult(group, sequence, result, response.merged_pushes, attempts)
+
+    def _push_messages(
+        self, route: _Route, blocks: Mapping[str, npt.NDArray[np.float32]]
+    ) -> list[api.PushRequest]:
+        """The stream: a header message, then messages of about ``piece_bytes`` bytes, each
+        key's pieces one after the other (built once, resent as is on a retry)."""
+        header = api.PushRequest(model=route.spec.name, config_number=route.config_number)
+        messages = [header]
+        current: api.PushRequest = header
+        held = 0
+        for key, block in blocks.items():
+            data = block.tobytes()
+            for start in range(0, len(data), self.piece_bytes) if data else range(1):
+                chunk = data[start : start + self.piece_bytes]
+                if held and held + len(chunk) > self.piece_bytes:
+                    current = api.PushRequest()
+                    messages.append(current)
+                    held = 0
+                current.gradients.append(api.TensorPiece(key=key, dtype=shard_pb.D_TYPE_FLOAT32, data=chunk))
+                held += len(chunk)
+        return messages
+
+    # ---- pull -----------------------------------------------------------------------------
+
+    async def pull(self, model: str) -> dict[str, npt.NDArray[np.float32]]:
+        """Every leaf of ``model`` (leaf path -> float32 array of the leaf's shape); each
+        group's part is a linearizable read at its leader."""
+        route = await self._route(model)
+        parts = await asyncio.gather(
+            *(self._pull_group(route, group, keys) for group, keys in route.keys_by_group.items())
+        )
+        blocks: dict[str, npt.NDArray[np.float32]] = {}
+        for part in parts:
+            blocks.update(part)
+        leaves: dict[str, npt.NDArray[np.float32]] = {}
+        for leaf in route.spec.leaves:
+            keys = route.layout.keys_of_leaf(leaf.path)
+            leaves[leaf.path] = route.layout.join(leaf.path, {p.key: blocks[p.key] for p in keys})
+        return leaves
+
+    async def _pull_group(
+        self, route: _Route, group: int, keys: Sequence[str]
+    ) -> dict[str, npt.NDArray[np.float32]]:
+        """``keys`` of ``group``, in calls of at most ``pull_bytes_max`` bytes (a failed
+        call is asked again whole)."""
+        batches: list[list[str]] = [[]]
+        held = 0
+        for key in keys:
+            nbytes = 4 * route.layout.placement(key).elements
+            if batches[-1] and held + nbytes > self.pull_bytes_max:
+                batches.append([])
+                held = 0
+            batches[-1].append(key)
+            held += nbytes
+        blocks: dict[str, npt.NDArray[np.float32]] = {}
+        for batch in batches:
+            request = api.PullRequest(model=route.spec.name, keys=batch)
+
+            async def call(
+                stub: api_grpc.StoreStub, timeout_s: float, request: api.PullRequest = request
+            ) -> dict[str, list[bytes]]:
+                pieces: dict[str, list[bytes]] = {}
+                async for message in stub.Pull(request, timeout=timeout_s):
+                    for piece in message.weights:
+                        pieces.setdefault(piece.key, []).append(piece.data)
+                return pieces
+
+            pieces = await self._call_group(route, group, call)
+            for key, data in pieces.items():
+                blocks[key] = np.frombuffer(b"".join(data) if len(data) > 1 else data[0], dtype="<f4")
+        missing = [key for key in keys if key not in blocks]
+        if missing:
+            raise ClientError(f"store group {group} sent no weights for {len(missing)} key(s): {missing[:5]}")
+        return blocks
+
+    # ---- routing --------------------------------------------------------------------------
+
+    async def _route(self, model: str) -> _Route:
+        route = self._routes.get(model)
+        if route is None:
+            route = _route_of(await self.coordinator.config(), model)
+            self._routes[model] = route
+        return route
+
+    def _group(self, group: int) -> _GroupState:
+        state = self._groups.get(group)
+        if state is None:
+            state = self._groups[group] = _GroupState()
+        return state
+
+    # ---- the retry loop -------------------------------------------------------------------
+
+    async def _call_group(
+        self, route: _Route, group: int, call: Callable[[api_grpc.StoreStub, float], Awaitable[_T]]
+    ) -> _T:
+        """``call`` at ``group``'s leader until it answers or refuses, within ``deadline_s``
+        and ``attempts_max`` attempts."""
+        members = route.members[group]
+        state = self._group(group)
+        deadline = time.monotonic() + self.deadline_s
+        last_error = "no attempt made"
+        backoff_s = self.backoff_initial_s
+        saw_deadline = False
+        hops = 0  # attempts since the last back-off
+        for _ in range(self.attempts_max):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            address = state.leader if state.leader in members else members[state.next_index % len(members)]
+            try:
+                return await call(self._stub(address), min(self.attempt_timeout_s, remaining))
+            except grpc.aio.AioRpcError as exc:
+                code = exc.code()
+                last_error = f"{address}: {code.name}: {exc.details()}"
+                metadata = dict(exc.trailing_metadata() or ())
+                if code not in _RETRYABLE:
+                    raise StoreRefusedError(group, code, _error_code(metadata), exc.details() or "") from None
+                saw_deadline = saw_deadline or code == grpc.StatusCode.DEADLINE_EXCEEDED
+                hint = str(metadata.get(_LEADER_ADDRESS_METADATA, ""))
+                if hint in members and hint != address:
+                    state.leader = hint  # a redirect: go there at once
+                else:
+                    state.leader = None
+                    state.next_index += 1
+            self.retries += 1
+            hops += 1
+            if hops < len(members):
+                continue  # try the others before waiting: one of them may lead already
+            hops = 0
+            await asyncio.sleep(
+                min(backoff_s * self._rng.uniform(0.5, 1.0), max(0.0, deadline - time.monotonic()))
+            )
+            backoff_s = min(self.backoff_max_s, backoff_s * 2)
+        if saw_deadline:
+            raise DeadlineExceededError(
+                f"store group {group}: no answer within {self.deadline_s:.1f} s; outcome unknown "
+                f"({last_error})"
+            )
+        raise ClusterUnavailableError(
+            f"cannot reach store group {group}'s leader at {','.join(members)} (last error: {last_error})"
+        )
+
+    def _stub(self, address: str) -> api_grpc.StoreStub:
+        stub = self._stubs.get(address)
+        if stub is None:
+            channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+            self._channels[address] = channel
+            stub = api_grpc.StoreStub(channel)
+            self._stubs[address] = stub
+        return stub
+
+
+def _model_of(config: coordinator_api.GetConfigResponse, name: str) -> coordinator_pb.Model | None:
+    return next((m for m in config.models if m.spec.name == name), None)
+
+
+def _route_of(config: coordinator_api.GetConfigResponse, name: str) -> _Route:
+    model = _model_of(config, name)
+    if model is None:
+        raise ModelNotRoutedError(f"the coordinator knows no model {name!r}; register it first")
+    unassigned = [s for s, g in enumerate(model.shard_groups) if g == 0]
+    if unassigned:
+        raise ModelNotRoutedError(
+            f"model {name!r}: {len(unassigned)} shard(s) have no store group (e.g. {unassigned[:5]}); "
+            "register_model assigns them"
+        )
+    spec = spec_from_proto(model.spec)
+    layout = ModelLayout.from_spec(spec)
+    members = {g.group_id: tuple(m.address for m in g.members) for g in config.groups}
+    keys_by_group: dict[int, list[str]] = {}
+    for placement in layout.keys:
+        group = int(model.shard_groups[placement.shard])
+        if group not in members or not members[group]:
+            raise ModelNotRoutedError(
+                f"model {name!r}: shard {placement.shard} is on group {group}, not listed"
+            )
+        keys_by_group.setdefault(group, []).append(placement.key)
+    return _Route(
+        spec=spec,
+        layout=layout,
+        config_number=int(config.config_number),
+        keys_by_group={g: tuple(keys) for g, keys in sorted(keys_by_group.items())},
+        members=members,
+    )
+
+
+def _initial_blocks(
+    layout: ModelLayout, spec: ModelSpec, values: Mapping[str, npt.NDArray[Any]]
+) -> dict[str, npt.NDArray[np.float32]]:
+    paths = [leaf.path for leaf in spec.leaves]
+    if set(values) != set(paths):
+        missing = sorted(set(paths) - set(values))
+        extra = sorted(set(values) - set(paths))
+        raise ValueError(f"initial values: leaves missing {missing[:5]}, unexpected {extra[:5]}")
+    blocks: dict[str, npt.NDArray[np.float32]] = {}
+    for path in paths:
+        blocks.update(layout.split(path, np.ascontiguousarray(values[path], dtype="<f4")))
+    return blocks
+
+
+def _error_code(metadata: Mapping[str, Any]) -> ErrorCode | None:
+    name = metadata.get(_ERROR_CODE_METADATA)
+    if not name:
+        return None
+    try:
+        return ErrorCode(shard_pb.ErrorCode.Value(str(name)))
+    except ValueError:
+        return None

@@ -1,0 +1,168 @@
+"""``StoreClient`` against a real local cluster (3 coordinators, 2 store groups of 3, fsync
+off): register a model across both groups, push from several clients at once, pull.
+
+Gradients are one-hot under SGD with learning rate 1: push ``p`` of client ``c`` adds -1
+at element ``c * PUSHES + p`` of every leaf, so ``-weights`` counts, per element and per
+store group, how many times that push was applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from paramstore.client import (
+    CommandRejectedError,
+    ModelNotRoutedError,
+    PushFailedError,
+    StoreClient,
+    StoreRefusedError,
+)
+from paramstore.commands._up import LocalCluster
+from paramstore.coordinator import LeafSpec, ModelSpec
+from paramstore.shard import ErrorCode
+
+DEADLINE_S = 60.0
+CLIENTS = 4
+PUSHES = 6
+ELEMENTS = CLIENTS * PUSHES
+# Eight leaves on eight shards: round-robin over two groups puts keys on both (checked).
+LEAVES = tuple(f"layer{i}/w" for i in range(8))
+
+
+def model_spec(name: str, elements: int = ELEMENTS, learning_rate: float = 1.0) -> ModelSpec:
+    return ModelSpec.create(
+        name,
+        [LeafSpec(path, (elements,), "float32") for path in LEAVES],
+        num_shards=8,
+        optimizer={"name": "sgd", "learning_rate": learning_rate},
+    )
+
+
+def zeros(elements: int = ELEMENTS) -> dict[str, np.ndarray]:
+    return {path: np.zeros(elements, np.float32) for path in LEAVES}
+
+
+def one_hot(slot: int, elements: int = ELEMENTS) -> dict[str, np.ndarray]:
+    grads = np.zeros(elements, np.float32)
+    grads[slot] = 1.0
+    return {path: grads for path in LEAVES}
+
+
+def start_cluster(directory: Path) -> LocalCluster:
+    cluster = LocalCluster(directory, coordinators=3, groups=2, replicas=3, fsync="never")
+    cluster.start()
+
+    async def ready() -> None:
+        await cluster.wait_for_leader(DEADLINE_S)
+        await cluster.register_groups(DEADLINE_S)
+        await cluster.wait_for_store_leaders(DEADLINE_S)
+
+    try:
+        asyncio.run(ready())
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    cluster = start_cluster(tmp_path_factory.mktemp("store-client"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+async def test_register_push_from_several_clients_and_pull(cluster: LocalCluster) -> None:
+    spec = model_spec("m")
+    clients = [StoreClient(cluster.client_addresses, client_id=f"w{c}") for c in range(CLIENTS)]
+    try:
+        registered = await clients[0].register_model(spec, zeros())
+        assert registered.name == "m"
+        # Again, from another client: nothing changes.
+        assert await clients[1].register_model(spec, zeros()) == registered
+
+        async def work(c: int) -> list[set[int]]:
+            acked = []
+            for p in range(PUSHES):
+                results = await clients[c].push("m", one_hot(c * PUSHES + p))
+                assert all(r.result.ok and not r.result.duplicate for r in results.values())
+                assert [r.sequence for r in results.values()] == [p + 1] * len(results)
+                acked.append(set(results))
+            return acked
+
+        acked = await asyncio.gather(*(work(c) for c in range(CLIENTS)))
+        assert all(groups == {1, 2} for per_client in acked for groups in per_client)
+        weights = await clients[2].pull("m")
+    finally:
+        for client in clients:
+            await client.close()
+    assert sorted(weights) == sorted(LEAVES)
+    for values in weights.values():
+        assert values.dtype == np.float32 and values.shape == (ELEMENTS,)
+        assert (-values).tolist() == [1.0] * ELEMENTS
+
+
+async def test_racing_registrations_agree_and_keys_land_on_both_groups(cluster: LocalCluster) -> None:
+    spec = model_spec("race")
+    clients = [StoreClient(cluster.client_addresses) for _ in range(3)]
+    try:
+        specs = await asyncio.gather(*(client.register_model(spec, zeros()) for client in clients))
+        assert specs[0] == specs[1] == specs[2]
+        routes = [await client._route("race") for client in clients]
+        assert routes[0].keys_by_group == routes[1].keys_by_group == routes[2].keys_by_group
+        assert sorted(routes[0].keys_by_group) == [1, 2]
+        weights = await clients[0].pull("race")
+        assert all(not values.any() for values in weights.values()) and sorted(weights) == sorted(LEAVES)
+    finally:
+        for client in clients:
+            await client.close()
+
+
+async def test_refusals_are_typed_and_change_nothing(cluster: LocalCluster) -> None:
+    async with StoreClient(cluster.client_addresses, client_id="bad") as client:
+        with pytest.raises(ModelNotRoutedError):
+            await client.pull("never-registered")
+        await client.register_model(model_spec("r"), zeros())
+        with pytest.raises(CommandRejectedError) as conflict:
+            await client.register_model(model_spec("r", learning_rate=0.5), zeros())
+        assert conflict.value.code.name == "SPEC_CONFLICT"
+        with pytest.raises(ValueError, match="initial values"):
+            await client.register_model(model_spec("r"), {"layer0/w": np.zeros(ELEMENTS, np.float32)})
+        with pytest.raises(ValueError, match="no leaf"):
+            await client.push("r", {"nope": np.zeros(ELEMENTS, np.float32)})
+        with pytest.raises(ValueError, match="elements"):
+            await client.push("r", {LEAVES[0]: np.zeros(ELEMENTS + 1, np.float32)})
+        bad = one_hot(0)
+        bad[LEAVES[0]] = np.full(ELEMENTS, np.nan, np.float32)
+        with pytest.raises(PushFailedError) as failed:
+            await client.push("r", bad)
+        errors = failed.value.errors
+        assert errors and not failed.value.unknown_groups
+        assert all(
+            isinstance(e, StoreRefusedError) and e.code == ErrorCode.NON_FINITE for e in errors.values()
+        )
+        # The other group took its (finite) part; the refused group's weights did not move.
+        results = await client.push("r", one_hot(1))
+        assert all(r.result.ok for r in results.values())
+        weights = await client.pull("r")
+        route = await client._route("r")
+    assert list(errors) == [_group_of(route, LEAVES[0])]
+    refused_leaves = set(route.keys_by_group[next(iter(errors))])
+    for path, values in weights.items():
+        expected = np.zeros(ELEMENTS, np.float32)
+        expected[1] = -1.0
+        if path not in refused_leaves:
+            expected[0] = -1.0
+        assert values.tolist() == expected.tolist(), path
+
+
+def _group_of(route: object, key: str) -> int:
+    keys_by_group: dict[int, tuple[str, ...]] = route.keys_by_group  # type: ignore[attr-defined]
+    return next(group for group, keys in keys_by_group.items() if key in keys)
