@@ -260,3 +260,30 @@ async def test_sessions_and_leases_expire_on_the_log_clock_while_idle(group: Gro
                 break
             assert time.monotonic() < deadline, "the lease never expired"
             await asyncio.sleep(0.05)
+
+
+async def test_a_node_without_a_leader_names_the_peers_it_cannot_reach(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    own, missing_a, missing_b = free_ports(3)
+    peers = {1: f"127.0.0.1:{own}", 2: f"127.0.0.1:{missing_a}", 3: f"127.0.0.1:{missing_b}"}
+    options = ReplicaOptions(
+        cluster_id="lonely",
+        node_id=1,
+        listen=peers[1],
+        peers=peers,
+        data_dir=tmp_path,
+        fsync=FsyncPolicy.NEVER,
+    )
+    daemon = CoordinatorDaemon(options, leaderless_check_s=0.05)
+    caplog.set_level("WARNING", logger="paramstore.coordinator")
+    await daemon.start()
+    try:
+        deadline = time.monotonic() + DEADLINE_S
+        while not any("no leader for" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline, "no warning about the missing leader"
+            await asyncio.sleep(0.05)
+    finally:
+        await daemon.stop()
+    warning = next(r.getMessage() for r in caplog.records if "no leader for" in r.getMessage())
+    assert f"2={peers[2]}" in warning and f"3={peers[3]}" in warning

@@ -32,6 +32,7 @@ __all__ = ["PEER_ADDRESS_PREFIX", "CoordinatorDaemon", "peer_address_key"]
 log = logging.getLogger("paramstore.coordinator")
 
 PEER_ADDRESS_PREFIX = "/paramstore/coordinators/"
+_LEADERLESS_CHECK_S = 5.0
 
 
 def peer_address_key(node_id: int) -> str:
@@ -41,9 +42,16 @@ def peer_address_key(node_id: int) -> str:
 class CoordinatorDaemon:
     """One coordinator process's worth of parts. ``start``, then ``run_until_stopped``."""
 
-    def __init__(self, options: ReplicaOptions, *, tick_command_interval_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        options: ReplicaOptions,
+        *,
+        tick_command_interval_s: float = 0.5,
+        leaderless_check_s: float = _LEADERLESS_CHECK_S,
+    ) -> None:
         self.options = options
         self.tick_command_interval_s = tick_command_interval_s
+        self.leaderless_check_s = leaderless_check_s
         self.machine = NotifyingStateMachine(CoordinatorStateMachine())
         self.replica = Replica(options, self.machine, services=[self._register])
         self.service = CoordinatorService(self.replica, self.machine)
@@ -58,6 +66,7 @@ class CoordinatorDaemon:
         self._tasks = [
             asyncio.create_task(self._tick_while_leading(), name="coordinator-ticker"),
             asyncio.create_task(self._follow_peer_addresses(), name="coordinator-peers"),
+            asyncio.create_task(self._warn_while_leaderless(), name="coordinator-leaderless"),
         ]
 
     def request_stop(self) -> None:
@@ -106,6 +115,32 @@ class CoordinatorDaemon:
                 await self.service.propose_tick()
             except (RaftError, TimeoutError) as exc:
                 log.debug("node %d: tick not applied: %s", self.options.node_id, exc)
+
+    async def _warn_while_leaderless(self) -> None:
+        """An operator's one line when this node sees no leader for a while, naming the
+        peers it cannot reach (a wrong --peers list, a firewall, members not started)."""
+        leaderless_since: float | None = None
+        while True:
+            await asyncio.sleep(self.leaderless_check_s)
+            if self.replica.leader()[0] != 0:
+                leaderless_since = None
+                continue
+            now = time.monotonic()
+            if leaderless_since is None:
+                leaderless_since = now
+                continue
+            transport = self.replica.transport
+            unreachable = [
+                f"{peer_id}={address}"
+                for peer_id, address in sorted(transport.peers.items())
+                if not transport.peer_counters(peer_id).get("connected", 0)
+            ]
+            log.warning(
+                "node %d: no leader for %.0f s; peers not reachable: %s",
+                self.options.node_id,
+                now - leaderless_since,
+                ", ".join(unreachable) or "none (a quorum may still be electing)",
+            )
 
     async def _follow_peer_addresses(self) -> None:
         seen_revision = -1
