@@ -27,3 +27,8 @@ class NotLeaderError(RaftError):
 class ProposalDroppedError(RaftError):
     """The leader cannot take the proposal now (leadership transfer, a pending config change,
     or the uncommitted-entries bound); retrying later may succeed."""
+
+
+class ProposalTooLargeError(RaftError, ValueError):
+    """A proposal bigger than the largest entry the log and the transport can carry. Refused
+    before it is appended: an entry no replica can store or receive would stop the group."""

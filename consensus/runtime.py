@@ -36,6 +36,7 @@ from consensus.errors import (
     InvalidRequestError,
     NotLeaderError,
     ProposalDroppedError,
+    ProposalTooLargeError,
     RaftError,
 )
 from consensus.messages import (
@@ -86,6 +87,9 @@ class RuntimeConfig:
     reads_pending_max: int = 65_536
     # Take a state machine snapshot (and compact the log) every this many applied entries.
     snapshot_every_entries: int = 10_000
+    # The largest proposal accepted: it must fit one WAL record and one transport message
+    # (the host sets it from those limits; the default fits their defaults).
+    entry_bytes_max: int = 16 * 1024 * 1024 - 64 * 1024
 
     def __post_init__(self) -> None:
         if self.tick_interval_ms <= 0:
@@ -97,6 +101,7 @@ class RuntimeConfig:
             "proposals_per_batch_max",
             "reads_pending_max",
             "snapshot_every_entries",
+            "entry_bytes_max",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -198,6 +203,11 @@ class RaftNode:
         self._check_running()
         if self.core.role != Role.LEADER:
             raise NotLeaderError(self.core.leader_id, "propose")
+        if len(data) > self.runtime_config.entry_bytes_max:
+            raise ProposalTooLargeError(
+                f"a proposal of {len(data)} bytes is over the largest log entry of "
+                f"{self.runtime_config.entry_bytes_max} bytes"
+            )
         if len(self._proposals) >= self.runtime_config.proposals_pending_max:
             raise ProposalDroppedError(f"{len(self._proposals)} proposals are already queued")
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()

@@ -369,3 +369,73 @@ async def test_pull_of_unknown_model_or_key_and_status_of_every_node(group: Grou
         roles.append(status.role)
         assert status.group_id == 1 and status.cluster_id == "test"
     assert sorted(roles) == ["follower", "follower", "leader"]
+
+
+async def test_a_push_over_the_largest_log_entry_is_refused_and_the_group_keeps_serving(
+    tmp_path: Path,
+) -> None:
+    """An entry no replica could store or send would stop the whole group: it is refused
+    at the leader before it reaches the log (here with a 64 KiB entry bound)."""
+    ports = free_ports(3)
+    peers = {node_id: f"127.0.0.1:{ports[node_id - 1]}" for node_id in (1, 2, 3)}
+    daemons = [
+        StoreDaemon(
+            ReplicaOptions(
+                cluster_id="small-entries",
+                node_id=node_id,
+                listen=peers[node_id],
+                peers=peers,
+                data_dir=tmp_path / f"s{node_id}",
+                fsync=FsyncPolicy.NEVER,
+                entry_bytes_max=64 * 1024,
+            ),
+            group_id=1,
+        )
+        for node_id in peers
+    ]
+    elements = 10_000  # 40 KB per key: one key fits an entry, two do not
+    try:
+        for daemon in daemons:
+            await daemon.start()
+        leader = await Group(daemons).leader()
+        async with grpc.aio.insecure_channel(leader.replica.address) as channel:
+            stub = api_grpc.StoreStub(channel)
+            for key in ("big-a", "big-b"):
+                request = api.InstallRequest(
+                    install=shard_pb.InstallKeys(
+                        model="m",
+                        optimizer_json='{"name": "sgd", "learning_rate": 1.0}',
+                        non_finite_policy=int(NonFinitePolicy.REJECT),  # type: ignore[arg-type]
+                        num_shards=4,
+                        keys=[
+                            shard_pb.KeyTensor(key=key, tensor=encode_tensor(np.zeros(elements, np.float32)))
+                        ],
+                    )
+                )
+                assert (await stub.Install(request, timeout=DEADLINE_S)).result.installed == 1
+            both = {"big-a": np.ones(elements, np.float32), "big-b": np.ones(elements, np.float32)}
+
+            async def stream() -> AsyncIterator[api.PushRequest]:
+                for message in push_messages("m", "c", 1, both, piece_bytes=16 * 1024):
+                    yield message
+
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await stub.Push(stream(), timeout=DEADLINE_S)
+            assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "largest log entry of 65536 bytes" in (raised.value.details() or "")
+
+            # Every replica is still up, and a push that fits is applied.
+            one = {"big-a": np.ones(elements, np.float32)}
+
+            async def small() -> AsyncIterator[api.PushRequest]:
+                for message in push_messages("m", "c", 1, one, piece_bytes=16 * 1024):
+                    yield message
+
+            response = await stub.Push(small(), timeout=DEADLINE_S)
+            assert response.result.code == shard_pb.ERROR_CODE_OK
+            _, weights = await pull(stub, "m", ["big-a"])
+            assert np.all(weights["big-a"] == -1.0)
+        assert all(d.replica.node.core.applied_index > 0 for d in daemons)
+    finally:
+        for daemon in daemons:
+            await daemon.stop()

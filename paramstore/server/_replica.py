@@ -14,7 +14,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -28,6 +28,12 @@ from consensus.transport import Transport, TransportConfig
 __all__ = ["Replica", "ReplicaOptions"]
 
 log = logging.getLogger("paramstore.replica")
+
+MIB = 1024 * 1024
+# Room around one entry's data: the entry and batch headers in a WAL record, the Raft
+# message and batch framing on the wire.
+_RECORD_OVERHEAD_BYTES = 64 * 1024
+_MESSAGE_OVERHEAD_BYTES = 1 * MIB
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +53,24 @@ class ReplicaOptions:
     tick_interval_ms: float = 25.0
     election_timeout_ticks: int = 10
     snapshot_every_entries: int = 10_000
-    transport: TransportConfig = field(default_factory=TransportConfig)
+    # The largest log entry (one proposal). The WAL record and the transport message limits
+    # are derived from it, so that every entry the leader accepts can be stored and sent.
+    entry_bytes_max: int = 80 * MIB
+    transport: TransportConfig | None = None
 
     def __post_init__(self) -> None:
         if self.node_id not in self.peers:
             raise ValueError(f"peers {dict(self.peers)} must include this node's own id {self.node_id}")
+
+    def storage_config(self) -> StorageConfig:
+        return StorageConfig(fsync=self.fsync, record_bytes_max=self.entry_bytes_max + _RECORD_OVERHEAD_BYTES)
+
+    def transport_config(self) -> TransportConfig:
+        if self.transport is not None:
+            return self.transport
+        return TransportConfig(
+            message_bytes_max=max(64 * MIB, self.entry_bytes_max + _MESSAGE_OVERHEAD_BYTES)
+        )
 
     def initial_conf(self) -> ConfState:
         others = tuple(sorted(node_id for node_id in self.peers if node_id != self.node_id))
@@ -80,7 +99,7 @@ class Replica:
                 node_id: address for node_id, address in options.peers.items() if node_id != options.node_id
             },
             on_message=self._deliver,
-            config=options.transport,
+            config=options.transport_config(),
             seed=options.node_id,
             services=services,
         )
@@ -98,7 +117,7 @@ class Replica:
                 self.options.data_dir,
                 cluster_id=self.options.cluster_id,
                 node_id=self.options.node_id,
-                config=StorageConfig(fsync=self.options.fsync),
+                config=self.options.storage_config(),
             )
         except BaseException:
             await self.transport.close()
@@ -114,6 +133,7 @@ class Replica:
         runtime_config = RuntimeConfig(
             tick_interval_ms=self.options.tick_interval_ms,
             snapshot_every_entries=self.options.snapshot_every_entries,
+            entry_bytes_max=self.options.entry_bytes_max,
         )
         self._node = RaftNode(
             raft_config,

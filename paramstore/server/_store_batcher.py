@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from consensus.errors import ProposalTooLargeError
 from paramstore.shard import (
     ClientSequence,
     ErrorCode,
@@ -222,6 +223,12 @@ class PushBatcher:
                 for push in todo:
                     push.fail(asyncio.CancelledError())
                 raise
+            except ProposalTooLargeError as exc:
+                if len(todo) > 1:
+                    await self._split(todo, str(exc))
+                else:
+                    todo[0].fail(exc)
+                return
             except Exception as exc:  # not leader, dropped, timed out, stopped: for every push
                 for push in todo:
                     push.fail(exc)

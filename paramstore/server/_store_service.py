@@ -23,7 +23,7 @@ from typing import NoReturn
 import grpc
 import numpy as np
 
-from consensus.errors import NotLeaderError, ProposalDroppedError
+from consensus.errors import NotLeaderError, ProposalDroppedError, ProposalTooLargeError
 from consensus.runtime import NodeStoppedError
 from paramstore.server._coordinator_service import LEADER_ADDRESS_METADATA, LEADER_ID_METADATA
 from paramstore.server._replica import Replica
@@ -333,6 +333,8 @@ class StoreService(api_grpc.StoreServicer):
             await self._redirect(context)
         if isinstance(exc, ProposalDroppedError | NodeStoppedError):
             await _abort(context, grpc.StatusCode.UNAVAILABLE, f"not applied, retry: {exc}")
+        if isinstance(exc, ProposalTooLargeError):
+            await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, f"{exc}; push fewer bytes at a time")
         if isinstance(exc, TimeoutError):
             await _abort(
                 context,
