@@ -57,7 +57,7 @@ Propose = Callable[[bytes], Awaitable[object]]
 @dataclass(frozen=True, slots=True)
 class BatcherLimits:
     merge_pushes_max: int = 64  # pushes merged into one entry
-    merge_bytes_max: int = 64 << 20  # their gradient bytes together
+    merge_bytes_max: int = 16 << 20  # their gradient bytes together: one log entry
     queued_pushes_max: int = 1024  # per model, waiting for their entry
     queued_bytes_max: int = 512 << 20  # every model together
 

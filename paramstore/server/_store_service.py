@@ -66,7 +66,8 @@ _STATUS_OF_CODE = {
 
 @dataclass(frozen=True, slots=True)
 class StoreServiceLimits:
-    push_bytes_max: int = 64 << 20  # one push's gradient bytes
+    # One push's gradient bytes: one log entry must hold it (ReplicaOptions.entry_bytes_max).
+    push_bytes_max: int = 16 << 20
     push_messages_max: int = 1 << 16  # messages of one push stream
     pull_bytes_max: int = 256 << 20  # weights of one pull
     piece_bytes_default: int = 1 << 20  # pull pieces (1 MiB: grpcio's sweet spot)
