@@ -28,30 +28,12 @@ from paramstore.server import CoordinatorDaemon, ReplicaOptions
 from proto import coordinator_pb2 as pb
 from proto import coordinator_service_pb2 as api
 from proto import coordinator_service_pb2_grpc as api_grpc
+from tests.daemon_group import DaemonGroup
 
 DEADLINE_S = 20.0
 
 
-class Group:
-    def __init__(self, daemons: list[CoordinatorDaemon]) -> None:
-        self.daemons = daemons
-
-    @property
-    def addresses(self) -> list[str]:
-        return [d.replica.address for d in self.daemons]
-
-    async def leader(self) -> CoordinatorDaemon:
-        deadline = time.monotonic() + DEADLINE_S
-        while time.monotonic() < deadline:
-            leaders = [d for d in self.daemons if d.replica.is_leader]
-            if len(leaders) == 1:
-                return leaders[0]
-            await asyncio.sleep(0.01)
-        raise AssertionError("no single leader elected in time")
-
-    async def followers(self) -> list[CoordinatorDaemon]:
-        leader = await self.leader()
-        return [d for d in self.daemons if d is not leader]
+Group = DaemonGroup[CoordinatorDaemon]
 
 
 @pytest.fixture

@@ -110,7 +110,11 @@ async def test_pushes_survive_a_killed_store_leader_exactly_once(cluster: LocalC
                     before_kill[c] += 1
 
         async def kill() -> tuple[int, int]:
+            deadline = time.monotonic() + CONVERGE_S
             while min(before_kill) < PUSHES_BEFORE_KILL:
+                assert time.monotonic() < deadline, (
+                    f"pushes before the kill never reached {PUSHES_BEFORE_KILL}"
+                )
                 await asyncio.sleep(0.01)
             node_id, answer = await leader_of(cluster, group)
             process = cluster.store_processes[(group, node_id)]

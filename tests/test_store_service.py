@@ -24,27 +24,13 @@ from paramstore.shard import NonFinitePolicy, encode_tensor
 from proto import shard_pb2 as shard_pb
 from proto import store_service_pb2 as api
 from proto import store_service_pb2_grpc as api_grpc
+from tests.daemon_group import DaemonGroup
 
 DEADLINE_S = 20.0
 ELEMENTS = 24  # one slot per (client, sequence) a test pushes
 
 
-class Group:
-    def __init__(self, daemons: list[StoreDaemon]) -> None:
-        self.daemons = daemons
-
-    async def leader(self) -> StoreDaemon:
-        deadline = time.monotonic() + DEADLINE_S
-        while time.monotonic() < deadline:
-            leaders = [d for d in self.daemons if d.replica.is_leader]
-            if len(leaders) == 1:
-                return leaders[0]
-            await asyncio.sleep(0.01)
-        raise AssertionError("no single leader elected in time")
-
-    async def followers(self) -> list[StoreDaemon]:
-        leader = await self.leader()
-        return [d for d in self.daemons if d is not leader]
+Group = DaemonGroup[StoreDaemon]
 
 
 @pytest.fixture
