@@ -58,7 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from paramstore.client import StoreClient
 from paramstore.commands._up import LocalCluster
-from paramstore.coordinator import LeafSpec, ModelSpec
+from paramstore.coordinator import LeafSpec, ModelSpec, SyncMode
 
 PEERS_DIR = Path(os.environ.get("PEERS_DIR", "/work/shared/peers"))
 PEERS_PYTHON = Path(os.environ.get("PEERS_VENV", str(Path.home() / "peers-venv"))) / "bin" / "python"
@@ -102,6 +102,7 @@ def model_spec(name: str, model_mb: int) -> ModelSpec:
         [LeafSpec(f"layer{i}/w", (elements,), "float32") for i in range(model_mb * (1 << 20) // LEAF_BYTES)],
         num_shards=NUM_SHARDS,
         optimizer={"name": "sgd", "learning_rate": 0.01},
+        sync_mode=SyncMode.ASYNC,  # the Ray peer's async pattern
     )
 
 

@@ -22,6 +22,15 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_STALE_SEQUENCE: _ClassVar[ErrorCode]
     ERROR_CODE_PARTIAL_DUPLICATE: _ClassVar[ErrorCode]
     ERROR_CODE_RESOURCE_EXHAUSTED: _ClassVar[ErrorCode]
+    ERROR_CODE_NOT_A_WORKER: _ClassVar[ErrorCode]
+    ERROR_CODE_WRONG_STEP: _ClassVar[ErrorCode]
+
+class SyncMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SYNC_MODE_UNSPECIFIED: _ClassVar[SyncMode]
+    SYNC_MODE_BSP: _ClassVar[SyncMode]
+    SYNC_MODE_SSP: _ClassVar[SyncMode]
+    SYNC_MODE_ASYNC: _ClassVar[SyncMode]
 
 class DType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -48,6 +57,12 @@ ERROR_CODE_NON_FINITE: ErrorCode
 ERROR_CODE_STALE_SEQUENCE: ErrorCode
 ERROR_CODE_PARTIAL_DUPLICATE: ErrorCode
 ERROR_CODE_RESOURCE_EXHAUSTED: ErrorCode
+ERROR_CODE_NOT_A_WORKER: ErrorCode
+ERROR_CODE_WRONG_STEP: ErrorCode
+SYNC_MODE_UNSPECIFIED: SyncMode
+SYNC_MODE_BSP: SyncMode
+SYNC_MODE_SSP: SyncMode
+SYNC_MODE_ASYNC: SyncMode
 D_TYPE_UNSPECIFIED: DType
 D_TYPE_FLOAT32: DType
 D_TYPE_FLOAT16: DType
@@ -73,18 +88,22 @@ class KeyTensor(_message.Message):
     def __init__(self, key: _Optional[str] = ..., tensor: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
 
 class InstallKeys(_message.Message):
-    __slots__ = ("model", "optimizer_json", "non_finite_policy", "num_shards", "keys")
+    __slots__ = ("model", "optimizer_json", "non_finite_policy", "num_shards", "keys", "sync_mode", "staleness_bound")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     OPTIMIZER_JSON_FIELD_NUMBER: _ClassVar[int]
     NON_FINITE_POLICY_FIELD_NUMBER: _ClassVar[int]
     NUM_SHARDS_FIELD_NUMBER: _ClassVar[int]
     KEYS_FIELD_NUMBER: _ClassVar[int]
+    SYNC_MODE_FIELD_NUMBER: _ClassVar[int]
+    STALENESS_BOUND_FIELD_NUMBER: _ClassVar[int]
     model: str
     optimizer_json: str
     non_finite_policy: NonFinitePolicy
     num_shards: int
     keys: _containers.RepeatedCompositeFieldContainer[KeyTensor]
-    def __init__(self, model: _Optional[str] = ..., optimizer_json: _Optional[str] = ..., non_finite_policy: _Optional[_Union[NonFinitePolicy, str]] = ..., num_shards: _Optional[int] = ..., keys: _Optional[_Iterable[_Union[KeyTensor, _Mapping]]] = ...) -> None: ...
+    sync_mode: SyncMode
+    staleness_bound: int
+    def __init__(self, model: _Optional[str] = ..., optimizer_json: _Optional[str] = ..., non_finite_policy: _Optional[_Union[NonFinitePolicy, str]] = ..., num_shards: _Optional[int] = ..., keys: _Optional[_Iterable[_Union[KeyTensor, _Mapping]]] = ..., sync_mode: _Optional[_Union[SyncMode, str]] = ..., staleness_bound: _Optional[int] = ...) -> None: ...
 
 class ClientSequence(_message.Message):
     __slots__ = ("client_id", "sequence")
@@ -95,24 +114,38 @@ class ClientSequence(_message.Message):
     def __init__(self, client_id: _Optional[str] = ..., sequence: _Optional[int] = ...) -> None: ...
 
 class Push(_message.Message):
-    __slots__ = ("model", "covers", "config_number", "gradients")
+    __slots__ = ("model", "covers", "config_number", "gradients", "step")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     COVERS_FIELD_NUMBER: _ClassVar[int]
     CONFIG_NUMBER_FIELD_NUMBER: _ClassVar[int]
     GRADIENTS_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
     model: str
     covers: _containers.RepeatedCompositeFieldContainer[ClientSequence]
     config_number: int
     gradients: _containers.RepeatedCompositeFieldContainer[KeyTensor]
-    def __init__(self, model: _Optional[str] = ..., covers: _Optional[_Iterable[_Union[ClientSequence, _Mapping]]] = ..., config_number: _Optional[int] = ..., gradients: _Optional[_Iterable[_Union[KeyTensor, _Mapping]]] = ...) -> None: ...
+    step: int
+    def __init__(self, model: _Optional[str] = ..., covers: _Optional[_Iterable[_Union[ClientSequence, _Mapping]]] = ..., config_number: _Optional[int] = ..., gradients: _Optional[_Iterable[_Union[KeyTensor, _Mapping]]] = ..., step: _Optional[int] = ...) -> None: ...
+
+class SetWorkers(_message.Message):
+    __slots__ = ("model", "config_number", "workers")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    config_number: int
+    workers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model: _Optional[str] = ..., config_number: _Optional[int] = ..., workers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ShardCommand(_message.Message):
-    __slots__ = ("install_keys", "push")
+    __slots__ = ("install_keys", "push", "set_workers")
     INSTALL_KEYS_FIELD_NUMBER: _ClassVar[int]
     PUSH_FIELD_NUMBER: _ClassVar[int]
+    SET_WORKERS_FIELD_NUMBER: _ClassVar[int]
     install_keys: InstallKeys
     push: Push
-    def __init__(self, install_keys: _Optional[_Union[InstallKeys, _Mapping]] = ..., push: _Optional[_Union[Push, _Mapping]] = ...) -> None: ...
+    set_workers: SetWorkers
+    def __init__(self, install_keys: _Optional[_Union[InstallKeys, _Mapping]] = ..., push: _Optional[_Union[Push, _Mapping]] = ..., set_workers: _Optional[_Union[SetWorkers, _Mapping]] = ...) -> None: ...
 
 class Replay(_message.Message):
     __slots__ = ("push", "result")
@@ -155,7 +188,7 @@ class StoredKey(_message.Message):
     def __init__(self, key: _Optional[str] = ..., elements: _Optional[int] = ..., step: _Optional[int] = ..., initial_digest: _Optional[bytes] = ...) -> None: ...
 
 class StoredModel(_message.Message):
-    __slots__ = ("name", "optimizer_json", "non_finite_policy", "num_shards", "step", "skipped_pushes", "keys")
+    __slots__ = ("name", "optimizer_json", "non_finite_policy", "num_shards", "step", "skipped_pushes", "keys", "sync_mode", "staleness_bound", "workers_config", "workers", "gathered_pushes")
     NAME_FIELD_NUMBER: _ClassVar[int]
     OPTIMIZER_JSON_FIELD_NUMBER: _ClassVar[int]
     NON_FINITE_POLICY_FIELD_NUMBER: _ClassVar[int]
@@ -163,6 +196,11 @@ class StoredModel(_message.Message):
     STEP_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_PUSHES_FIELD_NUMBER: _ClassVar[int]
     KEYS_FIELD_NUMBER: _ClassVar[int]
+    SYNC_MODE_FIELD_NUMBER: _ClassVar[int]
+    STALENESS_BOUND_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    GATHERED_PUSHES_FIELD_NUMBER: _ClassVar[int]
     name: str
     optimizer_json: str
     non_finite_policy: NonFinitePolicy
@@ -170,7 +208,20 @@ class StoredModel(_message.Message):
     step: int
     skipped_pushes: int
     keys: _containers.RepeatedCompositeFieldContainer[StoredKey]
-    def __init__(self, name: _Optional[str] = ..., optimizer_json: _Optional[str] = ..., non_finite_policy: _Optional[_Union[NonFinitePolicy, str]] = ..., num_shards: _Optional[int] = ..., step: _Optional[int] = ..., skipped_pushes: _Optional[int] = ..., keys: _Optional[_Iterable[_Union[StoredKey, _Mapping]]] = ...) -> None: ...
+    sync_mode: SyncMode
+    staleness_bound: int
+    workers_config: int
+    workers: _containers.RepeatedCompositeFieldContainer[StoredWorker]
+    gathered_pushes: int
+    def __init__(self, name: _Optional[str] = ..., optimizer_json: _Optional[str] = ..., non_finite_policy: _Optional[_Union[NonFinitePolicy, str]] = ..., num_shards: _Optional[int] = ..., step: _Optional[int] = ..., skipped_pushes: _Optional[int] = ..., keys: _Optional[_Iterable[_Union[StoredKey, _Mapping]]] = ..., sync_mode: _Optional[_Union[SyncMode, str]] = ..., staleness_bound: _Optional[int] = ..., workers_config: _Optional[int] = ..., workers: _Optional[_Iterable[_Union[StoredWorker, _Mapping]]] = ..., gathered_pushes: _Optional[int] = ...) -> None: ...
+
+class StoredWorker(_message.Message):
+    __slots__ = ("worker_id", "clock")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    clock: int
+    def __init__(self, worker_id: _Optional[str] = ..., clock: _Optional[int] = ...) -> None: ...
 
 class StoredSession(_message.Message):
     __slots__ = ("client_id", "last_sequence", "last_result")

@@ -30,18 +30,20 @@ class InstallResponse(_message.Message):
     def __init__(self, result: _Optional[_Union[_shard_pb2.ShardResult, _Mapping]] = ...) -> None: ...
 
 class PushRequest(_message.Message):
-    __slots__ = ("model", "client_id", "sequence", "config_number", "gradients")
+    __slots__ = ("model", "client_id", "sequence", "config_number", "step", "gradients")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     CONFIG_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
     GRADIENTS_FIELD_NUMBER: _ClassVar[int]
     model: str
     client_id: str
     sequence: int
     config_number: int
+    step: int
     gradients: _containers.RepeatedCompositeFieldContainer[TensorPiece]
-    def __init__(self, model: _Optional[str] = ..., client_id: _Optional[str] = ..., sequence: _Optional[int] = ..., config_number: _Optional[int] = ..., gradients: _Optional[_Iterable[_Union[TensorPiece, _Mapping]]] = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., client_id: _Optional[str] = ..., sequence: _Optional[int] = ..., config_number: _Optional[int] = ..., step: _Optional[int] = ..., gradients: _Optional[_Iterable[_Union[TensorPiece, _Mapping]]] = ...) -> None: ...
 
 class PushResponse(_message.Message):
     __slots__ = ("result", "merged_pushes")
@@ -52,16 +54,22 @@ class PushResponse(_message.Message):
     def __init__(self, result: _Optional[_Union[_shard_pb2.ShardResult, _Mapping]] = ..., merged_pushes: _Optional[int] = ...) -> None: ...
 
 class PullRequest(_message.Message):
-    __slots__ = ("model", "keys", "serializable", "piece_bytes_max")
+    __slots__ = ("model", "keys", "serializable", "piece_bytes_max", "min_step", "worker_id", "wait_ms")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     KEYS_FIELD_NUMBER: _ClassVar[int]
     SERIALIZABLE_FIELD_NUMBER: _ClassVar[int]
     PIECE_BYTES_MAX_FIELD_NUMBER: _ClassVar[int]
+    MIN_STEP_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    WAIT_MS_FIELD_NUMBER: _ClassVar[int]
     model: str
     keys: _containers.RepeatedScalarFieldContainer[str]
     serializable: bool
     piece_bytes_max: int
-    def __init__(self, model: _Optional[str] = ..., keys: _Optional[_Iterable[str]] = ..., serializable: _Optional[bool] = ..., piece_bytes_max: _Optional[int] = ...) -> None: ...
+    min_step: int
+    worker_id: str
+    wait_ms: int
+    def __init__(self, model: _Optional[str] = ..., keys: _Optional[_Iterable[str]] = ..., serializable: _Optional[bool] = ..., piece_bytes_max: _Optional[int] = ..., min_step: _Optional[int] = ..., worker_id: _Optional[str] = ..., wait_ms: _Optional[int] = ...) -> None: ...
 
 class PullResponse(_message.Message):
     __slots__ = ("step", "weights")
@@ -76,16 +84,18 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelStatus(_message.Message):
-    __slots__ = ("name", "step", "keys", "skipped_pushes")
+    __slots__ = ("name", "step", "keys", "skipped_pushes", "workers")
     NAME_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     KEYS_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_PUSHES_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
     name: str
     step: int
     keys: int
     skipped_pushes: int
-    def __init__(self, name: _Optional[str] = ..., step: _Optional[int] = ..., keys: _Optional[int] = ..., skipped_pushes: _Optional[int] = ...) -> None: ...
+    workers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., step: _Optional[int] = ..., keys: _Optional[int] = ..., skipped_pushes: _Optional[int] = ..., workers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
     __slots__ = ("cluster_id", "group_id", "node_id", "address", "role", "term", "leader_id", "leader_address", "commit_index", "applied_index", "last_index", "models", "push_entries", "merged_entries", "merged_pushes")

@@ -23,7 +23,7 @@ from paramstore.client import (
     StoreRefusedError,
 )
 from paramstore.commands._up import LocalCluster
-from paramstore.coordinator import LeafSpec, ModelSpec
+from paramstore.coordinator import LeafSpec, ModelSpec, SyncMode
 from paramstore.shard import ErrorCode
 
 DEADLINE_S = 60.0
@@ -40,6 +40,7 @@ def model_spec(name: str, elements: int = ELEMENTS, learning_rate: float = 1.0) 
         [LeafSpec(path, (elements,), "float32") for path in LEAVES],
         num_shards=8,
         optimizer={"name": "sgd", "learning_rate": learning_rate},
+        sync_mode=SyncMode.ASYNC,
     )
 
 

@@ -59,6 +59,9 @@ __all__ = [
 _LEADER_ADDRESS_METADATA = "paramstore-leader-address"
 _ERROR_CODE_METADATA = "paramstore-error-code"
 _RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+# A worker that just joined in the coordinator is a worker on a store group once the group's
+# leader proposed the new membership (within a poll): its first pushes wait for that.
+_WAIT_FOR_MEMBERSHIP = frozenset({ErrorCode.NOT_A_WORKER})
 _CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
@@ -297,6 +300,8 @@ class StoreClient:
                     non_finite_policy=int(policy),  # type: ignore[arg-type]
                     num_shards=route.spec.num_shards,
                     keys=batch,
+                    sync_mode=int(route.spec.sync_mode),  # type: ignore[arg-type]
+                    staleness_bound=route.spec.staleness_bound,
                 )
             )
             await self._call_group(
@@ -317,9 +322,14 @@ class StoreClient:
 
     # ---- push -----------------------------------------------------------------------------
 
-    async def push(self, model: str, grads: Mapping[str, npt.NDArray[Any]]) -> dict[int, GroupPushResult]:
+    async def push(
+        self, model: str, grads: Mapping[str, npt.NDArray[Any]], *, step: int = 0
+    ) -> dict[int, GroupPushResult]:
         """Push the gradients of some or all leaves (leaf path -> array of the leaf's element
         count, cast to float32); one client-streaming Push per store group, in parallel.
+        ``step``: for a BSP model, the step the gradient is for (the step its pull returned).
+        A BSP/SSP push from a client the group does not know as a worker yet (it just joined)
+        is retried within the deadline.
         Returns each group's acknowledgement; raises ``PushFailedError`` when some group did
         not acknowledge (it says which parts were applied, refused or of unknown outcome),
         ``ValueError`` for a leaf the model lacks or an array of the wrong size."""
@@ -335,7 +345,8 @@ class StoreClient:
                 by_group.setdefault(group_of[key], {})[key] = block
         groups = sorted(by_group)
         outcomes = await asyncio.gather(
-            *(self._push_group(route, group, by_group[group]) for group in groups), return_exceptions=True
+            *(self._push_group(route, group, by_group[group], step) for group in groups),
+            return_exceptions=True,
         )
         acknowledged: dict[int, GroupPushResult] = {}
         errors: dict[int, ClientError] = {}
@@ -351,9 +362,10 @@ class StoreClient:
         return acknowledged
 
     async def _push_group(
-        self, route: _Route, group: int, blocks: Mapping[str, npt.NDArray[np.float32]]
+        self, route: _Route, group: int, blocks: Mapping[str, npt.NDArray[np.float32]], step: int
     ) -> GroupPushResult:
         messages = self._push_messages(route, blocks)
+        messages[0].step = step
         state = self._group(group)
         async with state.lock:
             state.sequence += 1
@@ -368,7 +380,7 @@ class StoreClient:
                 response: Awaitable[api.PushResponse] = stub.Push(iter(messages), timeout=timeout_s)
                 return response
 
-            response = await self._call_group(route, group, call)
+            response = await self._call_group(route, group, call, wait_codes=_WAIT_FOR_MEMBERSHIP)
         result = decode_result(response.result.SerializeToString())
         return GroupPushResult(group, sequence, result, response.merged_pushes, attempts)
 
@@ -398,22 +410,37 @@ class StoreClient:
     async def pull(self, model: str) -> dict[str, npt.NDArray[np.float32]]:
         """Every leaf of ``model`` (leaf path -> float32 array of the leaf's shape); each
         group's part is a linearizable read at its leader."""
+        leaves, _ = await self.pull_step(model)
+        return leaves
+
+    async def pull_step(
+        self, model: str, *, min_step: int = 0, worker_id: str = ""
+    ) -> tuple[dict[str, npt.NDArray[np.float32]], int]:
+        """``pull``, and the model's step the weights are of (the smallest over the groups).
+        BSP: with ``min_step`` every group answers once it completed that many steps. SSP:
+        with ``worker_id`` a group answers once that worker is within the staleness bound.
+        Waits are retried until the client's deadline."""
         route = await self._route(model)
         parts = await asyncio.gather(
-            *(self._pull_group(route, group, keys) for group, keys in route.keys_by_group.items())
+            *(
+                self._pull_group(route, group, keys, min_step, worker_id)
+                for group, keys in route.keys_by_group.items()
+            )
         )
         blocks: dict[str, npt.NDArray[np.float32]] = {}
-        for part in parts:
+        steps = []
+        for part, group_step in parts:
             blocks.update(part)
+            steps.append(group_step)
         leaves: dict[str, npt.NDArray[np.float32]] = {}
         for leaf in route.spec.leaves:
             keys = route.layout.keys_of_leaf(leaf.path)
             leaves[leaf.path] = route.layout.join(leaf.path, {p.key: blocks[p.key] for p in keys})
-        return leaves
+        return leaves, min(steps, default=0)
 
     async def _pull_group(
-        self, route: _Route, group: int, keys: Sequence[str]
-    ) -> dict[str, npt.NDArray[np.float32]]:
+        self, route: _Route, group: int, keys: Sequence[str], min_step: int, worker_id: str
+    ) -> tuple[dict[str, npt.NDArray[np.float32]], int]:
         """``keys`` of ``group``, in calls of at most ``pull_bytes_max`` bytes (a failed
         call is asked again whole)."""
         batches: list[list[str]] = [[]]
@@ -426,25 +453,36 @@ class StoreClient:
             batches[-1].append(key)
             held += nbytes
         blocks: dict[str, npt.NDArray[np.float32]] = {}
-        for batch in batches:
-            request = api.PullRequest(model=route.spec.name, keys=batch)
+        step = 0
+        for index, batch in enumerate(batches):
+            request = api.PullRequest(
+                model=route.spec.name,
+                keys=batch,
+                min_step=min_step,
+                worker_id=worker_id,
+                wait_ms=max(1, int(self.attempt_timeout_s * 900)),  # answer before the attempt times out
+            )
 
             async def call(
                 stub: api_grpc.StoreStub, timeout_s: float, request: api.PullRequest = request
-            ) -> dict[str, list[bytes]]:
+            ) -> tuple[dict[str, list[bytes]], int]:
                 pieces: dict[str, list[bytes]] = {}
+                first_step: int | None = None
                 async for message in stub.Pull(request, timeout=timeout_s):
+                    if first_step is None:
+                        first_step = int(message.step)
                     for piece in message.weights:
                         pieces.setdefault(piece.key, []).append(piece.data)
-                return pieces
+                return pieces, first_step or 0
 
-            pieces = await self._call_group(route, group, call)
+            pieces, batch_step = await self._call_group(route, group, call)
+            step = batch_step if index == 0 else min(step, batch_step)
             for key, data in pieces.items():
                 blocks[key] = np.frombuffer(b"".join(data) if len(data) > 1 else data[0], dtype="<f4")
         missing = [key for key in keys if key not in blocks]
         if missing:
             raise ClientError(f"store group {group} sent no weights for {len(missing)} key(s): {missing[:5]}")
-        return blocks
+        return blocks, step
 
     # ---- routing --------------------------------------------------------------------------
 
@@ -464,10 +502,15 @@ class StoreClient:
     # ---- the retry loop -------------------------------------------------------------------
 
     async def _call_group(
-        self, route: _Route, group: int, call: Callable[[api_grpc.StoreStub, float], Awaitable[_T]]
+        self,
+        route: _Route,
+        group: int,
+        call: Callable[[api_grpc.StoreStub, float], Awaitable[_T]],
+        wait_codes: frozenset[ErrorCode] = frozenset(),
     ) -> _T:
         """``call`` at ``group``'s leader until it answers or refuses, within ``deadline_s``
-        and ``attempts_max`` attempts."""
+        and ``attempts_max`` attempts; a refusal with one of ``wait_codes`` is retried at the
+        same node after a back-off (a condition that the group's log will change)."""
         members = route.members[group]
         state = self._group(group)
         deadline = time.monotonic() + self.deadline_s
@@ -486,11 +529,16 @@ class StoreClient:
                 code = exc.code()
                 last_error = f"{address}: {code.name}: {exc.details()}"
                 metadata = dict(exc.trailing_metadata() or ())
-                if code not in _RETRYABLE:
-                    raise StoreRefusedError(group, code, _error_code(metadata), exc.details() or "") from None
+                refused = _error_code(metadata)
+                if refused in wait_codes:
+                    hops = len(members)  # the leader answered: back off, then ask it again
+                elif code not in _RETRYABLE:
+                    raise StoreRefusedError(group, code, refused, exc.details() or "") from None
                 saw_deadline = saw_deadline or code == grpc.StatusCode.DEADLINE_EXCEEDED
                 hint = str(metadata.get(_LEADER_ADDRESS_METADATA, ""))
-                if hint in members and hint != address:
+                if refused in wait_codes:
+                    state.leader = address
+                elif hint in members and hint != address:
                     state.leader = hint  # a redirect: go there at once
                 else:
                     state.leader = None

@@ -2,7 +2,7 @@
 
 Each model has a queue of checked pushes and at most one Push entry in flight. While that
 entry replicates, the pushes that arrive queue up; when it is applied, the queued ones
-(bounded by count and bytes, at most one push per client) are merged into the next entry:
+(bounded by count and bytes, at most one push per client, one BSP step) are merged into the next entry:
 the summed gradient plus every covered (client, sequence). Replication traffic is then one
 gradient per round trip instead of one per worker.
 
@@ -81,6 +81,7 @@ class PendingPush:
     gradients: dict[str, npt.NDArray[Any]]
     nbytes: int
     finite: bool
+    step: int = 0  # BSP: the step it is for (only pushes for the same step are merged)
     # (result, pushes covered by the entry that answered it); or the propose exception.
     waiters: list[asyncio.Future[tuple[ShardResult, int]]] = field(default_factory=list)
 
@@ -191,6 +192,7 @@ class PushBatcher:
                 if (
                     not head.finite
                     or head.cover.client_id in clients
+                    or head.step != batch[0].step
                     or nbytes + head.nbytes > self.limits.merge_bytes_max
                 ):
                     break
@@ -212,6 +214,7 @@ class PushBatcher:
                 [p.cover for p in todo],
                 gradients,
                 config_number=min(p.config_number for p in todo),
+                step=todo[0].step,
             )
             self.counters["push_entries"] += 1
             if len(todo) > 1:

@@ -1,8 +1,9 @@
 """The store daemon: one replica of a store group (a ``ShardStateMachine`` under Raft) with
 its parameter service, run until SIGTERM or SIGINT, then stopped gracefully.
 
-The coordinator addresses are kept for what comes next (learning the shard map and config
-number that fence requests); this first version serves whatever models are installed.
+With coordinator addresses, the leader follows the coordinator's worker leases into the
+group's log (``_store_membership``), which BSP and SSP models need. Fencing requests by the
+shard map's config number is still to come: the node serves whatever models are installed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 import grpc
 
 from paramstore.server._replica import Replica, ReplicaOptions
+from paramstore.server._store_membership import MembershipFollower
 from paramstore.server._store_service import StoreService, StoreServiceLimits
 from paramstore.shard import ShardLimits, ShardStateMachine
 
@@ -43,6 +45,7 @@ class StoreDaemon:
         self.machine = ShardStateMachine(shard_limits)
         self.replica = Replica(options, self.machine, services=[self._register])
         self.service = StoreService(self.replica, self.machine, group_id=group_id, limits=service_limits)
+        self.membership = MembershipFollower(self.replica, self.machine, self.coordinators)
         self._stop = asyncio.Event()
 
     def _register(self, server: grpc.aio.Server) -> None:
@@ -50,6 +53,7 @@ class StoreDaemon:
 
     async def start(self) -> None:
         await self.replica.start()
+        self.membership.start()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -73,6 +77,7 @@ class StoreDaemon:
         return status
 
     async def stop(self) -> None:
+        await self.membership.stop()
         await self.service.close()
         try:
             await self.replica.stop()

@@ -61,6 +61,9 @@ _STATUS_OF_CODE = {
     ErrorCode.STALE_SEQUENCE: grpc.StatusCode.FAILED_PRECONDITION,
     ErrorCode.PARTIAL_DUPLICATE: grpc.StatusCode.ABORTED,  # never reaches a client: re-proposed
     ErrorCode.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    # Retryable once the store group learns the worker / the step moves on.
+    ErrorCode.NOT_A_WORKER: grpc.StatusCode.FAILED_PRECONDITION,
+    ErrorCode.WRONG_STEP: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 
@@ -72,6 +75,8 @@ class StoreServiceLimits:
     pull_bytes_max: int = 256 << 20  # weights of one pull
     piece_bytes_default: int = 1 << 20  # pull pieces (1 MiB: grpcio's sweet spot)
     piece_bytes_max: int = 16 << 20
+    pull_wait_ms_default: int = 10_000  # BSP/SSP pulls waiting for their step
+    pull_wait_ms_max: int = 120_000
     batcher: BatcherLimits = dataclasses.field(default_factory=BatcherLimits)
 
 
@@ -91,6 +96,13 @@ class StoreService(api_grpc.StoreServicer):
         self.group_id = group_id
         self.limits = limits or StoreServiceLimits()
         self.batcher = PushBatcher(self._propose_entry, self.limits.batcher)
+        # Set (and replaced) after every applied command: pulls waiting for a step wake up.
+        self._applied = asyncio.Event()
+        machine.listeners.append(self._on_applied)
+
+    def _on_applied(self) -> None:
+        self._applied.set()
+        self._applied = asyncio.Event()
 
     def register(self, server: grpc.aio.Server) -> None:
         api_grpc.add_StoreServicer_to_server(self, server)
@@ -142,6 +154,7 @@ class StoreService(api_grpc.StoreServicer):
             gradients=gradients,
             nbytes=sum(g.nbytes for g in gradients.values()),
             finite=all(bool(np.isfinite(g).all()) for g in gradients.values()),
+            step=op.step,
         )
         try:
             waiter = self.batcher.submit(push)
@@ -178,7 +191,7 @@ class StoreService(api_grpc.StoreServicer):
                 )
             if header is None:
                 header = message
-            elif message.model or message.client_id or message.sequence or message.config_number:
+            elif _has_header_fields(message):
                 await _abort(
                     context, grpc.StatusCode.INVALID_ARGUMENT, "header fields go in the first message only"
                 )
@@ -215,6 +228,7 @@ class StoreService(api_grpc.StoreServicer):
             model=header.model,
             covers=[shard_pb.ClientSequence(client_id=header.client_id, sequence=header.sequence)],
             config_number=header.config_number,
+            step=header.step,
             gradients=[
                 shard_pb.KeyTensor(
                     key=key,
@@ -241,6 +255,8 @@ class StoreService(api_grpc.StoreServicer):
             )
         if not request.serializable:
             await self._barrier(context)
+        if request.min_step or request.worker_id:
+            await self._wait_ready(request, context)
         # From here to the copies: no await, so the weights are of one applied index.
         machine = self._machine
         try:
@@ -271,6 +287,31 @@ class StoreService(api_grpc.StoreServicer):
         if message.weights or not sent:
             yield message
 
+    async def _wait_ready(self, request: api.PullRequest, context: grpc.aio.ServicerContext) -> None:
+        """BSP/SSP: wait (bounded) until the model reached the pull's step or the worker is
+        within the staleness bound. Applied entries wake the wait; so a follower serving a
+        serializable pull waits for its own log to catch up."""
+        wait_ms = request.wait_ms or self.limits.pull_wait_ms_default
+        if wait_ms > self.limits.pull_wait_ms_max:
+            await _abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"wait_ms {wait_ms} is over {self.limits.pull_wait_ms_max}",
+            )
+        try:
+            async with asyncio.timeout(min(wait_ms / 1000, _timeout(context))):
+                while not self._machine.pull_ready(request.model, request.min_step, request.worker_id):
+                    await self._applied.wait()
+        except ShardError as exc:
+            await _refuse(ShardResult(exc.code, exc.message), context)
+        except TimeoutError:
+            await _abort(
+                context,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"model {request.model!r} did not reach step {request.min_step} (worker "
+                f"{request.worker_id!r}) within {wait_ms} ms; retry to keep waiting",
+            )
+
     # ---- Status -------------------------------------------------------------------------------
 
     async def Status(
@@ -299,6 +340,7 @@ class StoreService(api_grpc.StoreServicer):
                     step=machine.step(name),
                     keys=len(machine.keys(name)),
                     skipped_pushes=machine.skipped_pushes(name),
+                    workers=sorted(machine.sync_state(name).clocks),
                 )
                 for name in machine.models()
             ],
@@ -343,6 +385,10 @@ class StoreService(api_grpc.StoreServicer):
                 "not applied in time; outcome unknown (a retry with the same sequence is safe)",
             )
         raise exc
+
+
+def _has_header_fields(message: api.PushRequest) -> bool:
+    return any((message.model, message.client_id, message.sequence, message.config_number, message.step))
 
 
 def _push_response(result: ShardResult, merged: int) -> api.PushResponse:

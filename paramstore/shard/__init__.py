@@ -14,7 +14,13 @@ Usage::
     weights = machine.pull("m", ["params/dense/kernel#0"])
 """
 
-from paramstore.shard._codec import decode_result, encode_install, encode_push, encode_result
+from paramstore.shard._codec import (
+    decode_result,
+    encode_install,
+    encode_push,
+    encode_result,
+    encode_set_workers,
+)
 from paramstore.shard._keys import (
     BLOCK_ELEMENTS_MAX_DEFAULT,
     KEYS_MAX_DEFAULT,
@@ -26,6 +32,7 @@ from paramstore.shard._keys import (
 from paramstore.shard._limits import ShardLimits
 from paramstore.shard._machine import ShardStateMachine
 from paramstore.shard._snapshot import SNAPSHOT_FORMAT_VERSION
+from paramstore.shard._sync import SyncState
 from paramstore.shard._tensors import decode_tensor, encode_tensor
 from paramstore.shard._types import (
     ClientSequence,
@@ -52,12 +59,14 @@ __all__ = [
     "ShardResult",
     "ShardStateMachine",
     "SnapshotFormatError",
+    "SyncState",
     "block_key",
     "decode_result",
     "decode_tensor",
     "encode_install",
     "encode_push",
     "encode_result",
+    "encode_set_workers",
     "encode_tensor",
     "shard_of",
 ]

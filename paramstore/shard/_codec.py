@@ -12,11 +12,12 @@ from typing import Any
 
 import numpy.typing as npt
 
+from paramstore.coordinator import SyncMode
 from paramstore.shard._tensors import encode_tensor
 from paramstore.shard._types import ClientSequence, ErrorCode, NonFinitePolicy, Replay, ShardResult
 from proto import shard_pb2 as pb
 
-__all__ = ["decode_result", "encode_install", "encode_push", "encode_result"]
+__all__ = ["decode_result", "encode_install", "encode_push", "encode_result", "encode_set_workers"]
 
 
 def encode_install(
@@ -25,6 +26,8 @@ def encode_install(
     keys: Mapping[str, npt.NDArray[Any]],
     num_shards: int,
     non_finite_policy: NonFinitePolicy = NonFinitePolicy.REJECT,
+    sync_mode: SyncMode = SyncMode.ASYNC,
+    staleness_bound: int = 0,
 ) -> bytes:
     """An InstallKeys entry: ``keys`` maps each key to its initial values (float32)."""
     command = pb.ShardCommand(
@@ -34,6 +37,8 @@ def encode_install(
             non_finite_policy=int(non_finite_policy),  # type: ignore[arg-type]
             num_shards=num_shards,
             keys=[pb.KeyTensor(key=key, tensor=encode_tensor(values)) for key, values in keys.items()],
+            sync_mode=int(sync_mode),  # type: ignore[arg-type]
+            staleness_bound=staleness_bound,
         )
     )
     return command.SerializeToString(deterministic=True)
@@ -44,8 +49,10 @@ def encode_push(
     covers: Iterable[tuple[str, int] | ClientSequence],
     gradients: Mapping[str, npt.NDArray[Any]],
     config_number: int = 0,
+    step: int = 0,
 ) -> bytes:
-    """A Push entry: the summed ``gradients`` of the pushes ``covers`` names (client, sequence)."""
+    """A Push entry: the summed ``gradients`` of the pushes ``covers`` names (client, sequence);
+    ``step``: the BSP step they are for."""
     pairs = [c if isinstance(c, ClientSequence) else ClientSequence(*c) for c in covers]
     command = pb.ShardCommand(
         push=pb.Push(
@@ -53,7 +60,16 @@ def encode_push(
             covers=[pb.ClientSequence(client_id=c.client_id, sequence=c.sequence) for c in pairs],
             config_number=config_number,
             gradients=[pb.KeyTensor(key=key, tensor=encode_tensor(g)) for key, g in gradients.items()],
+            step=step,
         )
+    )
+    return command.SerializeToString(deterministic=True)
+
+
+def encode_set_workers(model: str, config_number: int, workers: Iterable[str]) -> bytes:
+    """A SetWorkers entry: ``model``'s workers as of coordinator config ``config_number``."""
+    command = pb.ShardCommand(
+        set_workers=pb.SetWorkers(model=model, config_number=config_number, workers=sorted(set(workers)))
     )
     return command.SerializeToString(deterministic=True)
 

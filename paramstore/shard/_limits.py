@@ -34,6 +34,9 @@ class ShardLimits:
     # Clients in the dedup table. A full table refuses new clients (RESOURCE_EXHAUSTED)
     # rather than forget one, which could apply a retry twice.
     dedup_clients_max: int = 100_000
+    # ---- sync modes
+    workers_per_model_max: int = 4096
+    staleness_bound_max: int = 1 << 20
     # ---- results
     reported_keys_max: int = 8  # keys named in one error message or result
 

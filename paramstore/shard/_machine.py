@@ -31,7 +31,7 @@ after a ReadIndex barrier.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -39,12 +39,14 @@ import numpy.typing as npt
 from google.protobuf.message import DecodeError
 
 from consensus.messages import Entry
+from paramstore.coordinator import SyncMode
 from paramstore.optim import OptimizerSpecError, optimizer_from_spec
 from paramstore.shard import _snapshot
 from paramstore.shard._codec import decode_result, encode_result
 from paramstore.shard._dedup import DedupTable
 from paramstore.shard._limits import ShardLimits
 from paramstore.shard._model import KeyState, ModelState, initial_digest
+from paramstore.shard._sync import SyncState
 from paramstore.shard._tensors import DTYPE_NAMES, decode_tensor
 from paramstore.shard._types import (
     ClientSequence,
@@ -79,6 +81,8 @@ class ShardStateMachine:
         self._models: dict[str, ModelState] = {}
         self._dedup = DedupTable(self.limits.dedup_clients_max)
         self._elements = 0  # weights of every key of every model
+        # Called after every applied command (the store service wakes waiting pulls with it).
+        self.listeners: list[Callable[[], None]] = []
 
     # ---- applying commands ------------------------------------------------------------------
 
@@ -88,9 +92,12 @@ class ShardStateMachine:
 
     def apply_bytes(self, data: bytes) -> bytes:
         try:
-            return self._apply(data)
+            result = self._apply(data)
         except Rejected as rejected:
             return encode_result(ShardResult(rejected.code, rejected.message, **rejected.fields))  # type: ignore[arg-type]
+        for listener in self.listeners:
+            listener()
+        return result
 
     def _apply(self, data: bytes) -> bytes:
         if len(data) > self.limits.command_bytes_max:
@@ -108,6 +115,8 @@ class ShardStateMachine:
             return encode_result(self._install(command.install_keys))
         if kind == "push":
             return self._push(command.push)
+        if kind == "set_workers":
+            return encode_result(self._set_workers(command.set_workers))
         raise Rejected(ErrorCode.INVALID_ARGUMENT, "command has no operation")
 
     # ---- InstallKeys ------------------------------------------------------------------------
@@ -115,7 +124,7 @@ class ShardStateMachine:
     def _install(self, op: pb.InstallKeys) -> ShardResult:
         self._check_name("model", op.model, self.limits.name_bytes_max)
         model = self._models.get(op.model)
-        optimizer_json, policy = self._check_definition(op)
+        optimizer_json, policy, sync_mode = self._check_definition(op)
         if model is None:
             if len(self._models) >= self.limits.models_max:
                 raise Rejected(ErrorCode.RESOURCE_EXHAUSTED, f"{len(self._models)} models, the maximum")
@@ -126,6 +135,8 @@ class ShardStateMachine:
                     ("optimizer", model.optimizer_json == optimizer_json),
                     ("non-finite policy", model.policy == policy),
                     ("num_shards", model.num_shards == op.num_shards),
+                    ("sync mode", model.sync.mode == sync_mode),
+                    ("staleness bound", model.sync.staleness_bound == op.staleness_bound),
                 )
                 if not same
             ]
@@ -183,13 +194,14 @@ class ShardStateMachine:
         if model is None:
             spec = json.loads(optimizer_json)
             model = ModelState(op.model, optimizer_from_spec(spec), optimizer_json, policy, op.num_shards)
+            model.sync = SyncState(sync_mode, op.staleness_bound)
             self._models[op.model] = model
         for key, values, digest in new:
             model.add_key(key, values, digest)
         self._elements += added
         return ShardResult(ErrorCode.OK, installed=len(new), step=model.step)
 
-    def _check_definition(self, op: pb.InstallKeys) -> tuple[str, NonFinitePolicy]:
+    def _check_definition(self, op: pb.InstallKeys) -> tuple[str, NonFinitePolicy, SyncMode]:
         if len(op.optimizer_json) > self.limits.optimizer_json_bytes_max:
             raise Rejected(ErrorCode.TOO_LARGE, "optimizer_json is over its maximum size")
         try:
@@ -203,7 +215,17 @@ class ShardStateMachine:
             raise Rejected(
                 ErrorCode.INVALID_ARGUMENT, f"num_shards must be 1 to {self.limits.num_shards_max}"
             )
-        return _canonical_json(optimizer.spec()), NonFinitePolicy(op.non_finite_policy)
+        if int(op.sync_mode) not in (0, *tuple(SyncMode)):
+            raise Rejected(ErrorCode.INVALID_ARGUMENT, "sync_mode must be BSP, SSP or ASYNC")
+        sync_mode = SyncMode(op.sync_mode) if op.sync_mode else SyncMode.ASYNC
+        if op.staleness_bound and sync_mode != SyncMode.SSP:
+            raise Rejected(ErrorCode.INVALID_ARGUMENT, "a staleness bound is for SSP models only")
+        if op.staleness_bound > self.limits.staleness_bound_max:
+            raise Rejected(
+                ErrorCode.INVALID_ARGUMENT,
+                f"staleness_bound must be at most {self.limits.staleness_bound_max}",
+            )
+        return _canonical_json(optimizer.spec()), NonFinitePolicy(op.non_finite_policy), sync_mode
 
     # ---- Push -------------------------------------------------------------------------------
 
@@ -234,12 +256,23 @@ class ShardStateMachine:
                 skipped=True,
                 keys=tuple(non_finite[: self.limits.reported_keys_max]),
             )
+        elif model.sync.mode == SyncMode.BSP:
+            for key, grads in gradients:
+                model.sync.gather(key, grads, model.keys[key].elements)
+            model.sync.gathered_pushes += len(covers)
         else:
             for key, grads in gradients:
                 state = model.keys[key]
                 model.optimizer.apply(state.weights, grads, state.slots, state.step)
                 state.step += 1
             model.step += 1
+        sync = model.sync
+        for cover in covers:
+            if cover.client_id in sync.clocks:
+                sync.clocks[cover.client_id] += 1
+        if sync.mode == SyncMode.BSP and sync.bsp_complete(model.step):
+            self._complete_step(model)
+        if not non_finite:
             result = ShardResult(ErrorCode.OK, step=model.step)
         encoded = encode_result(result)
         for cover in covers:
@@ -276,6 +309,7 @@ class ShardStateMachine:
                 f"the dedup table holds {len(self._dedup)} clients, the maximum; "
                 f"no room for {new_clients} more",
             )
+        self._check_sync(model, covers, op.step)
         gradients = self._check_gradients(model, op.gradients)
         non_finite = [key for key, grads in gradients if not np.isfinite(grads).all()]
         if non_finite and model.policy == NonFinitePolicy.REJECT:
@@ -287,6 +321,74 @@ class ShardStateMachine:
                 keys=reported,
             )
         return model, covers, gradients, non_finite
+
+    def _check_sync(self, model: ModelState, covers: list[ClientSequence], step: int) -> None:
+        """BSP and SSP pushes come from the model's workers; a BSP push is for the step being
+        gathered, once per worker."""
+        sync = model.sync
+        if not sync.needs_workers:
+            return
+        for cover in covers:
+            clock = sync.clocks.get(cover.client_id)
+            if clock is None:
+                raise Rejected(
+                    ErrorCode.NOT_A_WORKER,
+                    f"client {_show(cover.client_id)} is not a worker of model {_show(model.name)} on this "
+                    f"group ({len(sync.clocks)} workers); workers join via the coordinator: retry shortly",
+                )
+            if sync.mode == SyncMode.BSP and step != model.step:
+                raise Rejected(
+                    ErrorCode.WRONG_STEP,
+                    f"push for step {step}, but model {_show(model.name)} is gathering step {model.step}",
+                )
+            if sync.mode == SyncMode.BSP and clock > model.step:
+                raise Rejected(
+                    ErrorCode.WRONG_STEP,
+                    f"worker {_show(cover.client_id)} already pushed for step {model.step} of model "
+                    f"{_show(model.name)}; pull step {model.step + 1} first",
+                )
+
+    def _complete_step(self, model: ModelState) -> None:
+        """BSP: apply the mean of the gathered gradients to every key as one optimizer step
+        (a key nobody pushed gets a zero gradient, as in single-process training)."""
+        sync = model.sync
+        if sync.gathered_pushes:
+            scale = np.float32(1.0 / sync.gathered_pushes)
+            for key, state in model.keys.items():
+                total = sync.gathered.get(key)
+                grads = np.zeros(state.elements, np.float32) if total is None else total * scale
+                model.optimizer.apply(state.weights, grads, state.slots, state.step)
+                state.step += 1
+        model.step += 1
+        sync.gathered.clear()
+        sync.gathered_pushes = 0
+
+    # ---- SetWorkers -------------------------------------------------------------------------
+
+    def _set_workers(self, op: pb.SetWorkers) -> ShardResult:
+        model = self._model(op.model, Rejected)
+        workers = list(op.workers)
+        if len(workers) > self.limits.workers_per_model_max:
+            raise Rejected(
+                ErrorCode.TOO_LARGE, f"{len(workers)} workers, over {self.limits.workers_per_model_max}"
+            )
+        for worker in workers:
+            self._check_name("worker id", worker, self.limits.name_bytes_max)
+        if workers != sorted(set(workers)):
+            raise Rejected(ErrorCode.INVALID_ARGUMENT, "workers must be sorted and unique")
+        sync = model.sync
+        if op.config_number <= sync.workers_config:
+            return ShardResult(
+                ErrorCode.OK,
+                f"config {op.config_number} is not newer than {sync.workers_config}: ignored",
+                step=model.step,
+            )
+        # ---- checked: change state
+        sync.workers_config = op.config_number
+        sync.set_workers(workers, model.step)
+        if sync.mode == SyncMode.BSP and sync.bsp_complete(model.step):
+            self._complete_step(model)
+        return ShardResult(ErrorCode.OK, step=model.step)
 
     def _check_covers(self, covers: Iterable[pb.ClientSequence]) -> list[ClientSequence]:
         pairs = [ClientSequence(c.client_id, c.sequence) for c in covers]
@@ -400,6 +502,20 @@ class ShardStateMachine:
     def step(self, model: str) -> int:
         """Pushes applied to ``model`` (skipped ones not counted)."""
         return self._model(model, ShardError).step
+
+    def sync_state(self, model: str) -> SyncState:
+        """The model's sync mode, workers and clocks (read-only use)."""
+        return self._model(model, ShardError).sync
+
+    def pull_ready(self, model: str, min_step: int, worker_id: str) -> bool:
+        """Whether a pull may be answered now: BSP: ``min_step`` steps are complete; SSP:
+        ``worker_id`` is within the staleness bound. ``ShardError`` for an unknown model."""
+        state = self._model(model, ShardError)
+        if state.sync.mode == SyncMode.BSP:
+            return state.step >= min_step
+        if state.sync.mode == SyncMode.SSP:
+            return state.sync.ssp_may_read(worker_id)
+        return True
 
     def skipped_pushes(self, model: str) -> int:
         return self._model(model, ShardError).skipped_pushes

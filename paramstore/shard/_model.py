@@ -9,6 +9,7 @@ import numpy as np
 
 from paramstore.optim import Optimizer
 from paramstore.optim._base import F32Array
+from paramstore.shard._sync import SyncState
 from paramstore.shard._types import NonFinitePolicy
 
 __all__ = ["KeyState", "ModelState", "initial_digest"]
@@ -38,9 +39,10 @@ class ModelState:
     optimizer_json: str  # canonical: equal specs, equal text
     policy: NonFinitePolicy
     num_shards: int
-    step: int = 0  # push entries applied
+    step: int = 0  # push entries applied (BSP: steps completed)
     skipped_pushes: int = 0  # push entries dropped under the "skip" policy
     keys: dict[str, KeyState] = field(default_factory=dict)
+    sync: SyncState = field(default_factory=SyncState)
 
     def add_key(self, key: str, values: F32Array, digest: bytes) -> None:
         weights = np.array(values, dtype=np.float32, copy=True).reshape(-1)

@@ -2,7 +2,8 @@
 
 Layout: ``b"PSSHARD\\0"``, the format version (u32), the header's length (u64), all
 big-endian; the ``ShardStateHeader`` message; then for each model (by name), each key (by
-key): its weights and then its slots in the optimizer's slot order, float32 little-endian.
+key): its weights, then its slots in the optimizer's slot order, then (a BSP model with
+pushes gathered for the step in progress) the gathered gradient sum, float32 little-endian.
 Weights stay out of the protobuf message so that a snapshot is not bounded by protobuf's
 2 GiB message limit and is written with one copy. No checksum: storage checksums snapshots.
 """
@@ -17,16 +18,18 @@ import numpy as np
 import numpy.typing as npt
 from google.protobuf.message import DecodeError
 
+from paramstore.coordinator import SyncMode
 from paramstore.optim import OptimizerSpecError, optimizer_from_spec
 from paramstore.shard._dedup import DedupTable
 from paramstore.shard._limits import ShardLimits
 from paramstore.shard._model import KeyState, ModelState
+from paramstore.shard._sync import SyncState
 from paramstore.shard._types import NonFinitePolicy, SnapshotFormatError
 from proto import shard_pb2 as pb
 
 __all__ = ["SNAPSHOT_FORMAT_VERSION", "decode", "encode"]
 
-SNAPSHOT_FORMAT_VERSION = 1
+SNAPSHOT_FORMAT_VERSION = 2
 _MAGIC = b"PSSHARD\x00"
 _HEADER = struct.Struct(">8sIQ")
 _F32_LE = np.dtype("<f4")
@@ -51,12 +54,21 @@ def encode(limits: ShardLimits, models: dict[str, ModelState], dedup: DedupTable
             num_shards=model.num_shards,
             step=model.step,
             skipped_pushes=model.skipped_pushes,
+            sync_mode=int(model.sync.mode),
+            staleness_bound=model.sync.staleness_bound,
+            workers_config=model.sync.workers_config,
+            gathered_pushes=model.sync.gathered_pushes,
         )
+        for worker in sorted(model.sync.clocks):
+            stored.workers.add(worker_id=worker, clock=model.sync.clocks[worker])
         for key in sorted(model.keys):
             state = model.keys[key]
             stored.keys.add(key=key, elements=state.elements, step=state.step, initial_digest=state.digest)
             arrays.append(_le(state.weights))
             arrays.extend(_le(state.slots[slot]) for slot in model.optimizer.slot_names)
+            if model.sync.gathered_pushes:
+                gathered = model.sync.gathered.get(key)
+                arrays.append(_le(np.zeros(state.elements, np.float32) if gathered is None else gathered))
     for client_id, entry in dedup.items():
         header.sessions.add(
             client_id=client_id, last_sequence=entry.last_sequence, last_result=entry.last_result
@@ -118,7 +130,9 @@ def decode(data: bytes, limits: ShardLimits) -> tuple[dict[str, ModelState], Ded
             stored.step,
             stored.skipped_pushes,
         )
-        arrays_per_key = 1 + len(optimizer.slot_names)
+        model.sync = _decode_sync(stored, limits)
+        gathering = model.sync.gathered_pushes > 0
+        arrays_per_key = 1 + len(optimizer.slot_names) + int(gathering)
         for key in stored.keys:
             if key.elements > limits.key_elements_max:
                 raise SnapshotFormatError(f"key {key.key!r}: {key.elements} elements, over the maximum")
@@ -133,6 +147,8 @@ def decode(data: bytes, limits: ShardLimits) -> tuple[dict[str, ModelState], Ded
             offset = end
             slots = {slot: arrays[1 + index] for index, slot in enumerate(optimizer.slot_names)}
             model.keys[key.key] = KeyState(arrays[0], slots, key.step, key.initial_digest)
+            if gathering:
+                model.sync.gathered[key.key] = arrays[-1]
         models[stored.name] = model
     if offset != len(data):
         raise SnapshotFormatError(f"{len(data) - offset} bytes after the last array")
@@ -148,3 +164,23 @@ def decode(data: bytes, limits: ShardLimits) -> tuple[dict[str, ModelState], Ded
         previous = session.client_id
         dedup.record(session.client_id, session.last_sequence, session.last_result)
     return models, dedup
+
+
+def _decode_sync(stored: pb.StoredModel, limits: ShardLimits) -> SyncState:
+    if int(stored.sync_mode) not in tuple(SyncMode):
+        raise SnapshotFormatError(f"model {stored.name!r}: unknown sync mode {stored.sync_mode}")
+    mode = SyncMode(stored.sync_mode)
+    if len(stored.workers) > limits.workers_per_model_max:
+        raise SnapshotFormatError(f"model {stored.name!r}: {len(stored.workers)} workers, over the maximum")
+    workers = [w.worker_id for w in stored.workers]
+    if workers != sorted(set(workers)):
+        raise SnapshotFormatError(f"model {stored.name!r}: workers are not sorted and unique")
+    if stored.gathered_pushes and mode != SyncMode.BSP:
+        raise SnapshotFormatError(f"model {stored.name!r}: gathered pushes outside BSP")
+    return SyncState(
+        mode,
+        stored.staleness_bound,
+        stored.workers_config,
+        {w.worker_id: w.clock for w in stored.workers},
+        stored.gathered_pushes,
+    )

@@ -32,6 +32,8 @@ class ErrorCode(enum.IntEnum):
     STALE_SEQUENCE = 10
     PARTIAL_DUPLICATE = 11
     RESOURCE_EXHAUSTED = 12
+    NOT_A_WORKER = 13
+    WRONG_STEP = 14
 
 
 class NonFinitePolicy(enum.IntEnum):
