@@ -1,5 +1,69 @@
-"""The client a JAX training loop embeds to push gradients and pull parameters.
+"""paramstore's worker client: what a JAX training loop embeds.
 
-Nothing lives here yet: the client (pytree <-> keys, routing, retries with deadlines,
-exactly-once pushes, sync modes, prefetch) arrives in a later issue.
+    import workers
+
+    with workers.Worker("/tmp/ps", "mnist-mlp", params, optimizer=workers.adam(1e-3), sync="bsp") as w:
+        for _ in range(steps):
+            params = w.pull()                 # pytree of jax arrays
+            loss, grads = loss_and_grad(params, x, y)
+            w.push(grads)                     # applied once, through failovers
+
+The optimizer constructors have optax's names and defaults; the optimizer runs on the store
+groups (deterministically on every replica), so the worker only sends gradients.
 """
+
+from paramstore.client import ClientError, PushFailedError
+from paramstore.coordinator import SyncMode
+from paramstore.optim import (
+    adagrad,
+    adam,
+    adamw,
+    constant_schedule,
+    cosine_decay_schedule,
+    exponential_decay,
+    linear_schedule,
+    momentum,
+    piecewise_constant_schedule,
+    polynomial_schedule,
+    rmsprop,
+    sgd,
+    warmup_cosine_decay_schedule,
+)
+from workers._errors import (
+    ClusterUnreachableError,
+    DeadlineExceededError,
+    ModelSpecConflictError,
+    ShapeMismatchError,
+    WorkerClosedError,
+    WorkerError,
+)
+from workers._worker import PushAck, Worker, WorkerStats, resolve_coordinators
+
+__all__ = [
+    "ClientError",
+    "ClusterUnreachableError",
+    "DeadlineExceededError",
+    "ModelSpecConflictError",
+    "PushAck",
+    "PushFailedError",
+    "ShapeMismatchError",
+    "SyncMode",
+    "Worker",
+    "WorkerClosedError",
+    "WorkerError",
+    "WorkerStats",
+    "adagrad",
+    "adam",
+    "adamw",
+    "constant_schedule",
+    "cosine_decay_schedule",
+    "exponential_decay",
+    "linear_schedule",
+    "momentum",
+    "piecewise_constant_schedule",
+    "polynomial_schedule",
+    "resolve_coordinators",
+    "rmsprop",
+    "sgd",
+    "warmup_cosine_decay_schedule",
+]

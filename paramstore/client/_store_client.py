@@ -484,6 +484,47 @@ class StoreClient:
             raise ClientError(f"store group {group} sent no weights for {len(missing)} key(s): {missing[:5]}")
         return blocks, step
 
+    # ---- worker membership ----------------------------------------------------------------
+
+    async def wait_for_worker(self, model: str, worker_id: str, *, present: bool = True) -> None:
+        """Wait (within the deadline) until every store group holding keys of ``model`` has
+        ``worker_id`` among the model's workers (``present=False``: until none has). The
+        groups learn workers from the coordinator's leases through their logs, so this is
+        what a BSP/SSP worker waits for after joining, before its first pull."""
+        route = await self._route(model)
+        deadline = time.monotonic() + self.deadline_s
+        backoff_s = self.backoff_initial_s
+        waiting = set(route.keys_by_group)
+        while waiting:
+            for group in sorted(waiting):
+                if await self._group_has_worker(route, group, model, worker_id) == present:
+                    waiting.discard(group)
+            if not waiting:
+                return
+            if time.monotonic() >= deadline:
+                raise DeadlineExceededError(
+                    f"store group(s) {sorted(waiting)} did not {'add' if present else 'remove'} worker "
+                    f"{worker_id!r} of model {model!r} within {self.deadline_s:.1f} s"
+                )
+            await asyncio.sleep(backoff_s)
+            backoff_s = min(self.backoff_max_s, backoff_s * 2)
+
+    async def _group_has_worker(self, route: _Route, group: int, model: str, worker_id: str) -> bool | None:
+        """Whether any member of ``group`` (each answers from its applied state) lists the
+        worker: an applied membership is committed. None when no member answered."""
+        answers: list[bool] = []
+        for address in route.members[group]:
+            try:
+                status = await self._stub(address).Status(api.StatusRequest(), timeout=self.attempt_timeout_s)
+            except grpc.aio.AioRpcError:
+                continue
+            for item in status.models:
+                if item.name == model:
+                    answers.append(worker_id in item.workers)
+        if not answers:
+            return None
+        return any(answers)
+
     # ---- routing --------------------------------------------------------------------------
 
     async def _route(self, model: str) -> _Route:
