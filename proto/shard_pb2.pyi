@@ -188,7 +188,7 @@ class StoredKey(_message.Message):
     def __init__(self, key: _Optional[str] = ..., elements: _Optional[int] = ..., step: _Optional[int] = ..., initial_digest: _Optional[bytes] = ...) -> None: ...
 
 class StoredModel(_message.Message):
-    __slots__ = ("name", "optimizer_json", "non_finite_policy", "num_shards", "step", "skipped_pushes", "keys", "sync_mode", "staleness_bound", "workers_config", "workers", "gathered_pushes")
+    __slots__ = ("name", "optimizer_json", "non_finite_policy", "num_shards", "step", "skipped_pushes", "keys", "sync_mode", "staleness_bound", "workers_config", "workers", "gathered_pushes", "applied_pushes")
     NAME_FIELD_NUMBER: _ClassVar[int]
     OPTIMIZER_JSON_FIELD_NUMBER: _ClassVar[int]
     NON_FINITE_POLICY_FIELD_NUMBER: _ClassVar[int]
@@ -201,6 +201,7 @@ class StoredModel(_message.Message):
     WORKERS_CONFIG_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     GATHERED_PUSHES_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_PUSHES_FIELD_NUMBER: _ClassVar[int]
     name: str
     optimizer_json: str
     non_finite_policy: NonFinitePolicy
@@ -213,7 +214,8 @@ class StoredModel(_message.Message):
     workers_config: int
     workers: _containers.RepeatedCompositeFieldContainer[StoredWorker]
     gathered_pushes: int
-    def __init__(self, name: _Optional[str] = ..., optimizer_json: _Optional[str] = ..., non_finite_policy: _Optional[_Union[NonFinitePolicy, str]] = ..., num_shards: _Optional[int] = ..., step: _Optional[int] = ..., skipped_pushes: _Optional[int] = ..., keys: _Optional[_Iterable[_Union[StoredKey, _Mapping]]] = ..., sync_mode: _Optional[_Union[SyncMode, str]] = ..., staleness_bound: _Optional[int] = ..., workers_config: _Optional[int] = ..., workers: _Optional[_Iterable[_Union[StoredWorker, _Mapping]]] = ..., gathered_pushes: _Optional[int] = ...) -> None: ...
+    applied_pushes: int
+    def __init__(self, name: _Optional[str] = ..., optimizer_json: _Optional[str] = ..., non_finite_policy: _Optional[_Union[NonFinitePolicy, str]] = ..., num_shards: _Optional[int] = ..., step: _Optional[int] = ..., skipped_pushes: _Optional[int] = ..., keys: _Optional[_Iterable[_Union[StoredKey, _Mapping]]] = ..., sync_mode: _Optional[_Union[SyncMode, str]] = ..., staleness_bound: _Optional[int] = ..., workers_config: _Optional[int] = ..., workers: _Optional[_Iterable[_Union[StoredWorker, _Mapping]]] = ..., gathered_pushes: _Optional[int] = ..., applied_pushes: _Optional[int] = ...) -> None: ...
 
 class StoredWorker(_message.Message):
     __slots__ = ("worker_id", "clock")

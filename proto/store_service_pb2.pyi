@@ -84,18 +84,20 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelStatus(_message.Message):
-    __slots__ = ("name", "step", "keys", "skipped_pushes", "workers")
+    __slots__ = ("name", "step", "keys", "skipped_pushes", "workers", "applied_pushes")
     NAME_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     KEYS_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_PUSHES_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_PUSHES_FIELD_NUMBER: _ClassVar[int]
     name: str
     step: int
     keys: int
     skipped_pushes: int
     workers: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., step: _Optional[int] = ..., keys: _Optional[int] = ..., skipped_pushes: _Optional[int] = ..., workers: _Optional[_Iterable[str]] = ...) -> None: ...
+    applied_pushes: int
+    def __init__(self, name: _Optional[str] = ..., step: _Optional[int] = ..., keys: _Optional[int] = ..., skipped_pushes: _Optional[int] = ..., workers: _Optional[_Iterable[str]] = ..., applied_pushes: _Optional[int] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
     __slots__ = ("cluster_id", "group_id", "node_id", "address", "role", "term", "leader_id", "leader_address", "commit_index", "applied_index", "last_index", "models", "push_entries", "merged_entries", "merged_pushes")

@@ -222,6 +222,7 @@ def test_bsp_matches_a_plain_reference(ops) -> None:
     clocks: dict[str, int] = {}
     gathered: list[float] = []
     sequences = {"w1": 0, "w2": 0, "w3": 0}
+    applied = 0
 
     def complete() -> None:
         nonlocal weights, step, gathered
@@ -242,6 +243,7 @@ def test_bsp_matches_a_plain_reference(ops) -> None:
                 sequences[who] -= 1
             else:
                 assert result.ok
+                applied += 1
                 clocks[who] += 1
                 gathered.append(float(value))
                 if all(c > step for c in clocks.values()):
@@ -257,5 +259,6 @@ def test_bsp_matches_a_plain_reference(ops) -> None:
             twin.restore(machine.snapshot())
             machine = twin
         assert machine.step("m") == step
+        assert machine.applied_pushes("m") == applied
         assert machine.sync_state("m").clocks == clocks
         assert machine.pull("m", ["a"])["a"][0] == pytest.approx(weights, abs=1e-5)

@@ -15,6 +15,7 @@ groups (deterministically on every replica), so the worker only sends gradients.
 from paramstore.client import ClientError, PushFailedError
 from paramstore.coordinator import SyncMode
 from paramstore.optim import (
+    Optimizer,
     adagrad,
     adam,
     adamw,
@@ -37,13 +38,15 @@ from workers._errors import (
     WorkerClosedError,
     WorkerError,
 )
-from workers._worker import PushAck, Worker, WorkerStats, resolve_coordinators
+from workers._worker import Pending, PushAck, Worker, WorkerStats, resolve_coordinators
 
 __all__ = [
     "ClientError",
     "ClusterUnreachableError",
     "DeadlineExceededError",
     "ModelSpecConflictError",
+    "Optimizer",
+    "Pending",
     "PushAck",
     "PushFailedError",
     "ShapeMismatchError",

@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from paramstore.client import (
     ClientError,
@@ -55,10 +55,11 @@ from workers._errors import ModelSpecConflictError, WorkerClosedError, WorkerErr
 from workers._loop import LoopThread
 from workers._pytree import TreeLayout
 
-__all__ = ["PushAck", "Worker", "WorkerStats", "resolve_coordinators"]
+__all__ = ["Pending", "PushAck", "Worker", "WorkerStats", "resolve_coordinators"]
 
 log = logging.getLogger("paramstore.worker")
 
+_T = TypeVar("_T")
 _SYNC_NAMES = {"bsp": SyncMode.BSP, "ssp": SyncMode.SSP, "async": SyncMode.ASYNC}
 
 
@@ -126,12 +127,34 @@ class WorkerStats:
             setattr(self, name, getattr(self, name) + value)
 
 
+class Pending(Generic[_T]):
+    """A pull or push in flight. ``result()`` waits for it (the wait counts as time blocked
+    on the parameter server in ``Worker.stats``) and returns it or raises its error."""
+
+    def __init__(self, future: concurrent.futures.Future[_T], stats: WorkerStats, counter: str) -> None:
+        self.future = future
+        self._stats = stats
+        self._counter = counter
+
+    def done(self) -> bool:
+        return self.future.done()
+
+    def result(self, timeout: float | None = None) -> _T:
+        started = time.monotonic()
+        try:
+            return self.future.result(timeout)
+        finally:
+            self._stats.add(self._counter, time.monotonic() - started)
+
+
 class Worker:
     """Join ``model`` on the cluster at ``coordinators`` and train it. Use as ``with``.
 
     ``params``: the initial params pytree (registers the model if new; must match if not).
     ``optimizer``: ``workers.adam(1e-3)`` & co. (optax names and defaults) or a spec dict.
     ``sync``: ``"bsp"``, ``"ssp"`` (with ``staleness``) or ``"async"``.
+    ``wait_for_workers``: join only once the model has that many workers (a start barrier,
+    so that BSP's first step already waits for all of a fixed set of workers).
     """
 
     def __init__(
@@ -149,6 +172,7 @@ class Worker:
         lease_ttl_s: float = 5.0,
         deadline_s: float = 60.0,
         max_outstanding_pushes: int = 2,
+        wait_for_workers: int = 0,
     ) -> None:
         mode = _sync_mode(sync)
         if staleness < 0 or (staleness and mode != SyncMode.SSP):
@@ -175,6 +199,7 @@ class Worker:
         self.stats = WorkerStats()
         self._policy = NonFinitePolicy.SKIP if non_finite == "skip" else NonFinitePolicy.REJECT
         self._initial = self.layout.flatten(params, "params")
+        self._wait_for_workers = wait_for_workers
         self._push_slots = threading.BoundedSemaphore(max_outstanding_pushes)
         self._state_lock = threading.Lock()
         self._outstanding: list[concurrent.futures.Future[PushAck]] = []
@@ -230,8 +255,10 @@ class Worker:
                 raise ModelSpecConflictError(f"model {self.spec.name!r}: {exc.details}") from None
             raise
         await self._register_lease()
-        if self.sync_mode != SyncMode.ASYNC:
-            await self._store.wait_for_worker(self.spec.name, self.worker_id)
+        if self.sync_mode != SyncMode.ASYNC or self._wait_for_workers:
+            await self._store.wait_for_worker(
+                self.spec.name, self.worker_id, min_workers=self._wait_for_workers
+            )
         self._lease_task = asyncio.create_task(self._keep_lease(), name="lease")
 
     async def _register_lease(self) -> None:
@@ -301,20 +328,16 @@ class Worker:
 
     def pull(self) -> Any:
         """The current weights as a pytree of jax arrays (see the class docstring for waits)."""
-        started = time.monotonic()
-        try:
-            return self.pull_async().result()
-        finally:
-            self.stats.add("pull_wait_s", time.monotonic() - started)
+        return self.pull_async().result()
 
-    def pull_async(self) -> concurrent.futures.Future[Any]:
+    def pull_async(self) -> Pending[Any]:
         """Start a pull (after the pushes already submitted); ``.result()`` is ``pull()``'s."""
         self._check_open()
         with self._state_lock:
             min_step = self._next_step if self.sync_mode == SyncMode.BSP else 0
             before = list(self._outstanding)
         worker_id = self.worker_id if self.sync_mode == SyncMode.SSP else ""
-        return self._loop.submit(self._pull(min_step, worker_id, before))
+        return Pending(self._loop.submit(self._pull(min_step, worker_id, before)), self.stats, "pull_wait_s")
 
     async def _pull(
         self, min_step: int, worker_id: str, before: list[concurrent.futures.Future[PushAck]]
@@ -339,7 +362,7 @@ class Worker:
         within the deadline (its ``unknown_groups`` may still apply it, at most once)."""
         return self.push_async(grads).result()
 
-    def push_async(self, grads: Any) -> concurrent.futures.Future[PushAck]:
+    def push_async(self, grads: Any) -> Pending[PushAck]:
         """Submit a push and return at once, unless ``max_outstanding_pushes`` are in flight
         (then wait for a slot). Pushes are applied in the order submitted."""
         self._check_open()
@@ -360,7 +383,7 @@ class Worker:
             future = self._loop.submit(self._push(flat, step))
             self._outstanding.append(future)
         future.add_done_callback(self._push_done)
-        return future
+        return Pending(future, self.stats, "push_wait_s")
 
     def _push_done(self, future: concurrent.futures.Future[PushAck]) -> None:
         with self._state_lock, contextlib.suppress(ValueError):

@@ -341,6 +341,7 @@ class StoreService(api_grpc.StoreServicer):
                     keys=len(machine.keys(name)),
                     skipped_pushes=machine.skipped_pushes(name),
                     workers=sorted(machine.sync_state(name).clocks),
+                    applied_pushes=machine.applied_pushes(name),
                 )
                 for name in machine.models()
             ],

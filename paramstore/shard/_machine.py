@@ -260,12 +260,14 @@ class ShardStateMachine:
             for key, grads in gradients:
                 model.sync.gather(key, grads, model.keys[key].elements)
             model.sync.gathered_pushes += len(covers)
+            model.applied_pushes += len(covers)
         else:
             for key, grads in gradients:
                 state = model.keys[key]
                 model.optimizer.apply(state.weights, grads, state.slots, state.step)
                 state.step += 1
             model.step += 1
+            model.applied_pushes += len(covers)
         sync = model.sync
         for cover in covers:
             if cover.client_id in sync.clocks:
@@ -516,6 +518,11 @@ class ShardStateMachine:
         if state.sync.mode == SyncMode.SSP:
             return state.sync.ssp_may_read(worker_id)
         return True
+
+    def applied_pushes(self, model: str) -> int:
+        """Pushes applied to ``model``, each push of a merged entry counted (duplicates and
+        pushes skipped as non-finite are not)."""
+        return self._model(model, ShardError).applied_pushes
 
     def skipped_pushes(self, model: str) -> int:
         return self._model(model, ShardError).skipped_pushes

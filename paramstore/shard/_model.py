@@ -41,6 +41,7 @@ class ModelState:
     num_shards: int
     step: int = 0  # push entries applied (BSP: steps completed)
     skipped_pushes: int = 0  # push entries dropped under the "skip" policy
+    applied_pushes: int = 0  # pushes applied (each push of a merged entry counted)
     keys: dict[str, KeyState] = field(default_factory=dict)
     sync: SyncState = field(default_factory=SyncState)
 

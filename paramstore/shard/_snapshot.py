@@ -58,6 +58,7 @@ def encode(limits: ShardLimits, models: dict[str, ModelState], dedup: DedupTable
             staleness_bound=model.sync.staleness_bound,
             workers_config=model.sync.workers_config,
             gathered_pushes=model.sync.gathered_pushes,
+            applied_pushes=model.applied_pushes,
         )
         for worker in sorted(model.sync.clocks):
             stored.workers.add(worker_id=worker, clock=model.sync.clocks[worker])
@@ -131,6 +132,7 @@ def decode(data: bytes, limits: ShardLimits) -> tuple[dict[str, ModelState], Ded
             stored.skipped_pushes,
         )
         model.sync = _decode_sync(stored, limits)
+        model.applied_pushes = stored.applied_pushes
         gathering = model.sync.gathered_pushes > 0
         arrays_per_key = 1 + len(optimizer.slot_names) + int(gathering)
         for key in stored.keys:
