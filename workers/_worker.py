@@ -51,7 +51,7 @@ from paramstore.coordinator import KeepAlive, ModelSpec, RegisterWorker, SyncMod
 from paramstore.optim import Optimizer, optimizer_from_spec
 from paramstore.shard import ErrorCode as ShardCode
 from paramstore.shard import NonFinitePolicy
-from workers._errors import ModelSpecConflictError, WorkerClosedError, WorkerError
+from workers._errors import DeadlineExceededError, ModelSpecConflictError, WorkerClosedError, WorkerError
 from workers._loop import LoopThread
 from workers._pytree import TreeLayout
 
@@ -212,7 +212,14 @@ class Worker:
         self._coordinator: CoordinatorClient | None = None
         self._lease_task: asyncio.Task[None] | None = None
         try:
-            self._loop.run(self._join(), deadline_s)
+            # Joining makes several calls, each within deadline_s: the whole gets a bound too.
+            self._loop.run(self._join(), 3 * deadline_s + 5.0)
+        except TimeoutError:
+            self._loop.run(self._close_clients(), 10.0)
+            self._loop.stop()
+            raise DeadlineExceededError(
+                f"worker {self.worker_id} did not join model {model!r} within {3 * deadline_s + 5.0:.0f} s"
+            ) from None
         except BaseException:
             self._loop.run(self._close_clients(), 10.0)
             self._loop.stop()

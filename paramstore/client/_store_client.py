@@ -486,18 +486,22 @@ class StoreClient:
 
     # ---- worker membership ----------------------------------------------------------------
 
-    async def wait_for_worker(self, model: str, worker_id: str, *, present: bool = True) -> None:
+    async def wait_for_worker(
+        self, model: str, worker_id: str, *, present: bool = True, min_workers: int = 0
+    ) -> None:
         """Wait (within the deadline) until every store group holding keys of ``model`` has
-        ``worker_id`` among the model's workers (``present=False``: until none has). The
-        groups learn workers from the coordinator's leases through their logs, so this is
-        what a BSP/SSP worker waits for after joining, before its first pull."""
+        ``worker_id`` among the model's workers (``present=False``: until none has), and at
+        least ``min_workers`` workers. The groups learn workers from the coordinator's leases
+        through their logs, so this is what a BSP/SSP worker waits for after joining, before
+        its first pull (``min_workers``: a start barrier for a fixed set of workers)."""
         route = await self._route(model)
         deadline = time.monotonic() + self.deadline_s
         backoff_s = self.backoff_initial_s
         waiting = set(route.keys_by_group)
         while waiting:
             for group in sorted(waiting):
-                if await self._group_has_worker(route, group, model, worker_id) == present:
+                workers = await self._group_workers(route, group, model)
+                if workers is not None and (worker_id in workers) == present and len(workers) >= min_workers:
                     waiting.discard(group)
             if not waiting:
                 return
@@ -509,10 +513,10 @@ class StoreClient:
             await asyncio.sleep(backoff_s)
             backoff_s = min(self.backoff_max_s, backoff_s * 2)
 
-    async def _group_has_worker(self, route: _Route, group: int, model: str, worker_id: str) -> bool | None:
-        """Whether any member of ``group`` (each answers from its applied state) lists the
-        worker: an applied membership is committed. None when no member answered."""
-        answers: list[bool] = []
+    async def _group_workers(self, route: _Route, group: int, model: str) -> set[str] | None:
+        """The model's workers on ``group`` as its most advanced answering member applied
+        them (an applied membership is committed); None when no member answered."""
+        answers: list[tuple[int, set[str]]] = []
         for address in route.members[group]:
             try:
                 status = await self._stub(address).Status(api.StatusRequest(), timeout=self.attempt_timeout_s)
@@ -520,10 +524,10 @@ class StoreClient:
                 continue
             for item in status.models:
                 if item.name == model:
-                    answers.append(worker_id in item.workers)
+                    answers.append((int(status.applied_index), set(item.workers)))
         if not answers:
             return None
-        return any(answers)
+        return max(answers, key=lambda answer: answer[0])[1]
 
     # ---- routing --------------------------------------------------------------------------
 

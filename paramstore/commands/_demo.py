@@ -200,8 +200,12 @@ def _read_lines(stream: IO[str], lines: queue.Queue[tuple[int, dict[str, Any] | 
 @dataclass
 class _Outcome:
     run: _Run
-    faults: list[str]
+    faults: list[str]  # what was done, in order (kills and restarts)
     train_s: float
+
+    @property
+    def kills(self) -> int:
+        return sum(1 for note in self.faults if "kill -9" in note)
 
 
 def _supervise(
@@ -320,7 +324,7 @@ def _report(cluster: LocalCluster, args: argparse.Namespace, outcome: _Outcome, 
     if not finished:
         print(
             f"accuracy=nan steps={run.slowest_step} workers={args.workers} sync={args.sync} "
-            f"lost_updates=unknown faults={len(outcome.faults)} result=FAILED (a worker did not finish)"
+            f"lost_updates=unknown faults={outcome.kills} result=FAILED (a worker did not finish)"
         )
         return 1
     acked = sum(int(done["pushes"]) for done in run.done.values())
@@ -339,7 +343,7 @@ def _report(cluster: LocalCluster, args: argparse.Namespace, outcome: _Outcome, 
     diff = "" if check.max_weight_diff is None else f" max_weight_diff={check.max_weight_diff:.2e}"
     print(
         f"accuracy={check.accuracy:.4f} steps={args.steps} workers={args.workers} sync={args.sync} "
-        f"lost_updates={check.lost} duplicate_updates={check.duplicated} faults={len(outcome.faults)}"
+        f"lost_updates={check.lost} duplicate_updates={check.duplicated} faults={outcome.kills}"
         f"{diff} steps_per_s={steps_per_s:.1f} elapsed_s={elapsed_s:.1f} result={'OK' if ok else 'FAILED'}"
     )
     return 0 if ok else 1

@@ -1,7 +1,7 @@
 """``paramstore up``: a local cluster of daemon processes on 127.0.0.1, until interrupted.
 
 It starts the coordinators (``--coordinators N``, default 3) and the store groups
-(``--groups G`` of ``--replicas R`` store nodes each, default 1 of 3) with data directories
+(``--groups G`` of ``--replicas R`` store nodes each, default 2 of 3) with data directories
 and logs under ``--dir``, waits until the coordinators have elected a leader, registers each
 store group in the coordinator (``AddGroup``), waits until every group has a leader, writes
 ``DIR/cluster.json`` (every process: role, id, group of a store, address, pid, data dir, log
@@ -43,7 +43,7 @@ def add_parser(commands: Any) -> None:
     parser = commands.add_parser("up", help="run a local cluster on 127.0.0.1 until interrupted")
     parser.add_argument("--dir", type=Path, required=True, help="directory for data, logs and cluster.json")
     parser.add_argument("--coordinators", type=int, default=3, help="coordinator nodes (default 3)")
-    parser.add_argument("--groups", type=int, default=1, help="store groups (default 1)")
+    parser.add_argument("--groups", type=int, default=2, help="store groups (default 2)")
     parser.add_argument("--replicas", type=int, default=3, help="store nodes per group (default 3)")
     parser.add_argument("--base-port", type=int, default=0, help="first port (default: free ports)")
     parser.add_argument("--fsync", choices=["always", "batch", "never"], default="batch")
