@@ -39,7 +39,7 @@ from paramstore.client._errors import (
     CommandRejectedError,
     DeadlineExceededError,
 )
-from paramstore.coordinator import AssignShards, ModelSpec, RegisterModel
+from paramstore.coordinator import AssignShards, ModelSpec, RegisterModel, SyncMode
 from paramstore.coordinator._codec import spec_from_proto
 from paramstore.shard import ErrorCode, ModelLayout, NonFinitePolicy, ShardResult, decode_result
 from proto import coordinator_pb2 as coordinator_pb
@@ -167,6 +167,9 @@ class StoreClient:
         piece_bytes: int = 1 << 20,  # push pieces: grpcio's sweet spot
         install_bytes_max: int = 8 << 20,  # initial values per Install request
         pull_bytes_max: int = 64 << 20,  # weights asked for in one Pull call
+        # One push's gradient bytes per group (the store's bound: one log entry). A larger
+        # async/SSP push is sent as several pushes of disjoint keys.
+        push_bytes_max: int = 16 << 20,
     ) -> None:
         self.coordinator_addresses = parse_addresses(coordinator_addresses)
         if deadline_s <= 0 or attempt_timeout_s <= 0 or attempts_max < 1:
@@ -182,6 +185,7 @@ class StoreClient:
         self.piece_bytes = piece_bytes
         self.install_bytes_max = install_bytes_max
         self.pull_bytes_max = pull_bytes_max
+        self.push_bytes_max = push_bytes_max
         self.coordinator = CoordinatorClient(
             self.coordinator_addresses, client_id=f"{self.client_id}-coordinator", deadline_s=deadline_s
         )
@@ -344,8 +348,9 @@ class StoreClient:
             for key, block in blocks.items():
                 by_group.setdefault(group_of[key], {})[key] = block
         groups = sorted(by_group)
+        parts = {group: self._push_parts(route, group, by_group[group]) for group in groups}  # may refuse
         outcomes = await asyncio.gather(
-            *(self._push_group(route, group, by_group[group], step) for group in groups),
+            *(self._push_group(route, group, parts[group], step) for group in groups),
             return_exceptions=True,
         )
         acknowledged: dict[int, GroupPushResult] = {}
@@ -361,7 +366,37 @@ class StoreClient:
             raise PushFailedError(acknowledged, errors)
         return acknowledged
 
+    def _push_parts(
+        self, route: _Route, group: int, blocks: Mapping[str, npt.NDArray[np.float32]]
+    ) -> list[dict[str, npt.NDArray[np.float32]]]:
+        """``blocks`` in parts of at most ``push_bytes_max`` bytes (one part when it fits).
+        Under BSP a worker pushes once per step and group, so a larger push is refused."""
+        parts: list[dict[str, npt.NDArray[np.float32]]] = [{}]
+        held = 0
+        for key, block in blocks.items():
+            if parts[-1] and held + block.nbytes > self.push_bytes_max:
+                parts.append({})
+                held = 0
+            parts[-1][key] = block
+            held += block.nbytes
+        if len(parts) > 1 and route.spec.sync_mode == SyncMode.BSP:
+            total = sum(block.nbytes for block in blocks.values())
+            raise ValueError(
+                f"BSP push of {total} bytes to store group {group}: over {self.push_bytes_max} bytes per "
+                "group and step; add store groups (or use sync='async'/'ssp', which split large pushes)"
+            )
+        return parts
+
     async def _push_group(
+        self, route: _Route, group: int, parts: list[dict[str, npt.NDArray[np.float32]]], step: int
+    ) -> GroupPushResult:
+        result: GroupPushResult | None = None
+        for part in parts:  # disjoint keys: each part is its own exactly-once push
+            result = await self._push_part(route, group, part, step)
+        assert result is not None
+        return result
+
+    async def _push_part(
         self, route: _Route, group: int, blocks: Mapping[str, npt.NDArray[np.float32]], step: int
     ) -> GroupPushResult:
         messages = self._push_messages(route, blocks)

@@ -27,6 +27,7 @@ from paramstore.commands._demo import OPTIMIZERS
 from paramstore.demo._digits import (
     DIGITS_MLP_SIZES,
     batch_at,
+    init_large_mlp,
     init_mlp,
     load_digits_dataset,
     loss_and_grad,
@@ -65,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-shards", type=int, default=16)
     parser.add_argument("--lease-ttl-s", type=float, default=3.0)
+    parser.add_argument(
+        "--model-size", choices=("small", "large"), default="small", help="large: the >= 10M-parameter MLP"
+    )
     return parser
 
 
@@ -79,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     dataset = load_digits_dataset(seed=args.seed)
-    params = init_mlp(DIGITS_MLP_SIZES, args.seed)
+    params = (
+        init_mlp(DIGITS_MLP_SIZES, args.seed) if args.model_size == "small" else init_large_mlp(args.seed)
+    )
     bsp = args.sync == "bsp"
     started = time.monotonic()
     with workers.Worker(
