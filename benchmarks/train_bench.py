@@ -177,7 +177,7 @@ def main() -> int:
                         label,
                         f"paramstore {sync}, {workers} worker{'s' if workers > 1 else ''}",
                         figures["updates_per_s"],
-                        f"{figures['updates_per_s'] / single[size]:.2f}x",
+                        f"{figures['updates_per_s'] / single[size]:.3g}x",
                         f"{figures['blocked_ms']:.1f}",
                     )
                 )

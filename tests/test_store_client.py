@@ -164,6 +164,35 @@ async def test_refusals_are_typed_and_change_nothing(cluster: LocalCluster) -> N
         assert values.tolist() == expected.tolist(), path
 
 
+async def test_a_push_over_the_per_group_bound_is_split_or_refused_for_bsp(cluster: LocalCluster) -> None:
+    leaf_bytes = 4 * ELEMENTS
+    # Each part carries at most two leaves: every group's share is sent as several pushes.
+    async with StoreClient(
+        cluster.client_addresses, client_id="split", push_bytes_max=2 * leaf_bytes
+    ) as client:
+        await client.register_model(model_spec("split"), zeros())
+        for slot in range(3):
+            results = await client.push("split", one_hot(slot))
+            assert all(r.result.ok and not r.result.duplicate for r in results.values())
+        weights = await client.pull("split")
+        assert all(values.tolist()[:4] == [-1.0, -1.0, -1.0, 0.0] for values in weights.values())
+        sequences = {group: client._group(group).sequence for group in results}
+        assert all(seq > 3 for seq in sequences.values()), sequences  # more than one push per call
+        bsp = ModelSpec.create(
+            "split-bsp",
+            [LeafSpec(path, (ELEMENTS,), "float32") for path in LEAVES],
+            num_shards=8,
+            optimizer={"name": "sgd", "learning_rate": 1.0},
+            sync_mode=SyncMode.BSP,
+        )
+        await client.register_model(bsp, zeros())
+        before = {group: state.sequence for group, state in client._groups.items()}
+        with pytest.raises(ValueError, match="BSP push of"):
+            await client.push("split-bsp", one_hot(0), step=0)
+        assert {group: state.sequence for group, state in client._groups.items()} == before  # nothing sent
+        assert (await client.pull("split-bsp"))[LEAVES[0]].tolist() == [0.0] * ELEMENTS
+
+
 def _group_of(route: object, key: str) -> int:
     keys_by_group: dict[int, tuple[str, ...]] = route.keys_by_group  # type: ignore[attr-defined]
     return next(group for group, keys in keys_by_group.items() if key in keys)

@@ -229,3 +229,24 @@ def test_bad_input_gets_typed_errors(cluster, tmp_path: Path) -> None:
         workers.Worker("127.0.0.1:1", "nowhere", params, optimizer=workers.sgd(0.1), deadline_s=1.0)
     with pytest.raises(ValueError, match=r"cluster\.json"):
         workers.Worker(tmp_path / "missing.json", "m", params, optimizer=workers.sgd(0.1))
+
+
+def test_a_restarted_worker_with_the_same_name_joins_again(cluster, dataset) -> None:
+    """A new incarnation starts its sequence numbers over, so it gets an id of its own."""
+    params = init_mlp(DIGITS_MLP_SIZES, 0)
+    ids = []
+    for _ in range(2):
+        with workers.Worker(
+            cluster.client_addresses,
+            "restarted",
+            params,
+            optimizer=workers.sgd(0.1),
+            sync="bsp",
+            worker_id="w0",
+        ) as worker:
+            ids.append(worker.worker_id)
+            weights = worker.pull()
+            _, grads = loss_and_grad(weights, *batch_at(dataset, BATCH, 0, worker.step))
+            assert worker.push(grads).applied
+            worker.pull()
+    assert ids[0] != ids[1] and all(i.startswith("w0-") for i in ids)

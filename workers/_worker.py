@@ -153,6 +153,7 @@ class Worker:
     ``params``: the initial params pytree (registers the model if new; must match if not).
     ``optimizer``: ``workers.adam(1e-3)`` & co. (optax names and defaults) or a spec dict.
     ``sync``: ``"bsp"``, ``"ssp"`` (with ``staleness``) or ``"async"``.
+    ``worker_id``: a name for this worker; the id used is the name plus a random suffix.
     ``wait_for_workers``: join only once the model has that many workers (a start barrier,
     so that BSP's first step already waits for all of a fixed set of workers).
     """
@@ -193,7 +194,11 @@ class Worker:
             sync_mode=mode,
             staleness_bound=staleness,
         )
-        self.worker_id = worker_id or f"worker-{uuid.uuid4().hex[:12]}"
+        # Unique per Worker, even with a name given: this incarnation's sequence numbers (of
+        # pushes and coordinator commands) start at 1, so a restarted process must not reuse
+        # the id of its predecessor, whose last sequences the cluster remembers. A restarted
+        # worker is a new worker: it joins at the current step; the old lease expires.
+        self.worker_id = f"{worker_id or 'worker'}-{uuid.uuid4().hex[:12]}"
         self.lease_ttl_s = lease_ttl_s
         self.deadline_s = deadline_s
         self.stats = WorkerStats()
