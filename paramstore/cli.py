@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 import paramstore
-from paramstore.commands import _cluster, _coordinator, _demo, _kv, _status, _store, _up
+from paramstore.commands import _chaos, _cluster, _coordinator, _demo, _kv, _status, _store, _up
 
 _COMMANDS = {
     "coordinator": _coordinator,
@@ -28,6 +28,7 @@ _COMMANDS = {
     "status": _status,
     "cluster": _cluster,
     "demo": _demo,
+    "chaos": _chaos,
 }
 
 

@@ -1,0 +1,274 @@
+"""One chaos run: a local cluster of real processes, a workload, a seeded fault schedule,
+the checkers, and a report directory.
+
+Order of a run: start the cluster (3 coordinators, ``groups`` store groups x 3) and wait
+for leaders; register the workload's model; start the clients and the schedule together;
+after ``duration_s`` stop the schedule and heal everything (restart the killed, resume the
+paused, clear the network rules); let the clients finish their operations in flight (each
+has a deadline); wait until every store group has a leader that applied all it committed;
+pull the final weights; check convergence (every replica's weights identical); run the
+checkers; write the report; stop the cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+
+from paramstore.chaos._history import History
+from paramstore.chaos._linearizability import check_linearizable, pair_history
+from paramstore.chaos._nemesis import Schedule
+from paramstore.chaos._params_checker import check_params
+from paramstore.chaos._report import CheckerVerdict, FaultWindow, Violation, write_report
+from paramstore.chaos._workload import (
+    LEAVES,
+    MODEL,
+    WorkloadConfig,
+    model_spec,
+    run_kv_client,
+    run_pull_client,
+    run_push_client,
+)
+from paramstore.client import StoreClient
+from paramstore.commands._up import LocalCluster
+from proto import store_service_pb2 as store_api
+from proto import store_service_pb2_grpc as store_grpc
+
+__all__ = ["ChaosConfig", "ChaosOutcome", "run_chaos"]
+
+log = logging.getLogger("paramstore.chaos")
+
+_READY_S = 60.0
+_SETTLE_S = 60.0
+_DRAIN_S = 30.0
+
+
+@dataclass(frozen=True)
+class ChaosConfig:
+    directory: Path
+    duration_s: float = 30.0
+    seed: int = 1
+    nemeses: tuple[str, ...] = ("kill", "pause", "leader", "partition", "links")
+    fault_s: float = 3.0
+    gap_s: float = 2.0
+    groups: int = 2
+    fsync: str = "batch"
+    workload: WorkloadConfig = field(default_factory=WorkloadConfig)
+    # Environment of every cluster process (the harness's self-tests plant bugs with it).
+    cluster_env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ChaosOutcome:
+    ok: bool
+    verdicts: list[CheckerVerdict]
+    operations: int
+    faults: int
+    report: Path
+    summary: dict[str, Any]
+
+    @property
+    def violations(self) -> int:
+        return sum(len(v.violations) for v in self.verdicts if v.ok is False)
+
+
+async def run_chaos(config: ChaosConfig) -> ChaosOutcome:
+    config.directory.mkdir(parents=True, exist_ok=True)
+    cluster = LocalCluster(
+        config.directory / "cluster",
+        groups=config.groups,
+        replicas=3,
+        fsync=config.fsync,
+        extra_env=config.cluster_env,
+    )
+    cluster.start()
+    try:
+        await cluster.wait_for_leader(_READY_S)
+        await cluster.register_groups(_READY_S)
+        await cluster.wait_for_store_leaders(_READY_S)
+        cluster.write_cluster_file()
+        return await _run(config, cluster)
+    finally:
+        cluster.stop()
+
+
+async def _run(config: ChaosConfig, cluster: LocalCluster) -> ChaosOutcome:
+    addresses = cluster.client_addresses
+    workload = config.workload
+    async with StoreClient(addresses, client_id="chaos-setup") as setup:
+        spec = model_spec(workload)
+        await setup.register_model(spec, {leaf: np.zeros(workload.elements, np.float32) for leaf in LEAVES})
+    history = History()
+    stop = asyncio.Event()
+    schedule = Schedule(
+        cluster, config.nemeses, config.seed, history.now, fault_s=config.fault_s, gap_s=config.gap_s
+    )
+    process = iter(range(1_000_000))
+    clients = [
+        *(
+            run_push_client(history, next(process), c, addresses, workload, stop)
+            for c in range(workload.push_clients)
+        ),
+        *(
+            run_pull_client(history, next(process), addresses, workload, stop)
+            for _ in range(workload.pull_clients)
+        ),
+        *(
+            run_kv_client(history, next(process), addresses, workload, config.seed, stop)
+            for _ in range(workload.kv_clients)
+        ),
+    ]
+    tasks = [asyncio.create_task(c) for c in clients]
+    nemesis = asyncio.create_task(schedule.run(stop))
+    started = time.monotonic()
+    await asyncio.sleep(config.duration_s)
+    stop.set()
+    await nemesis
+    await schedule.heal()
+    done, pending = await asyncio.wait(tasks, timeout=_DRAIN_S)
+    for task in pending:
+        task.cancel()
+    for task in done:
+        if task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+    ran_s = time.monotonic() - started
+    await cluster.wait_for_leader(_SETTLE_S)
+    final, convergence = await _final_state(cluster, addresses)
+    verdicts = _check(history, final, convergence)
+    faults = [FaultWindow(f.name, f.start, f.end, f.detail) for f in schedule.faults]
+    operations = sum(1 for r in history.records if r["type"] == "invoke")
+    summary: dict[str, Any] = {
+        "seed": config.seed,
+        "duration_s": round(ran_s, 1),
+        "nemeses": list(config.nemeses),
+        "cluster": f"3 coordinators, {config.groups} store groups x 3 replicas, fsync {config.fsync}",
+        "workload": asdict(workload),
+        "operations": operations,
+        "faults": len(faults),
+    }
+    logs = {path.name: path for path in sorted((config.directory / "cluster" / "logs").glob("*.log"))}
+    report = write_report(
+        config.directory / "report",
+        history=history.records,
+        faults=faults,
+        verdicts=verdicts,
+        metadata=summary,
+        logs=logs,
+    )
+    ok = all(v.ok for v in verdicts)
+    return ChaosOutcome(ok, verdicts, operations, len(faults), report, summary)
+
+
+async def _final_state(
+    cluster: LocalCluster, addresses: list[str]
+) -> tuple[dict[str, Any] | None, CheckerVerdict]:
+    """The final weights (a linearizable pull) and the convergence verdict: every replica
+    of every group, once it applied what its leader committed, holds the same weights."""
+    deadline = time.monotonic() + _SETTLE_S
+    async with StoreClient(addresses, client_id="chaos-final", deadline_s=_SETTLE_S) as client:
+        final = await client.pull(MODEL)
+    violations: list[Violation] = []
+    for group, members in sorted(cluster.store_addresses.items()):
+        digests = await _settled_digests(list(members.values()), deadline)
+        if len(set(digests.values())) > 1:
+            shown = ", ".join(f"{a}: {d[:12]}" for a, d in sorted(digests.items()))
+            violations.append(Violation(f"store group {group}: replicas differ ({shown})", ()))
+        elif len(digests) < len(members):
+            violations.append(
+                Violation(
+                    f"store group {group}: only {len(digests)} of {len(members)} replicas caught up", ()
+                )
+            )
+    verdict = CheckerVerdict(
+        "convergence",
+        not violations,
+        "every replica of every store group holds the same weights"
+        if not violations
+        else f"{len(violations)} group(s) did not converge",
+        violations,
+    )
+    return final, verdict
+
+
+async def _settled_digests(addresses: list[str], deadline: float) -> dict[str, str]:
+    """Each member's digest of the model's weights (a serializable pull from that member),
+    taken once it applied everything the leader had committed when we asked."""
+    digests: dict[str, str] = {}
+    while time.monotonic() < deadline and len(digests) < len(addresses):
+        target = 0
+        statuses: dict[str, store_api.StatusResponse] = {}
+        for address in addresses:
+            try:
+                async with grpc.aio.insecure_channel(address) as channel:
+                    statuses[address] = await store_grpc.StoreStub(channel).Status(
+                        store_api.StatusRequest(), timeout=2.0
+                    )
+            except grpc.aio.AioRpcError:
+                continue
+        target = max((s.commit_index for s in statuses.values() if s.role == "leader"), default=0)
+        for address, status in statuses.items():
+            if address in digests or not target or status.applied_index < target:
+                continue
+            digests[address] = await _digest(address)
+        if len(digests) < len(addresses):
+            await asyncio.sleep(0.1)
+    return digests
+
+
+async def _digest(address: str) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    async with grpc.aio.insecure_channel(
+        address, options=[("grpc.max_receive_message_length", 64 << 20)]
+    ) as channel:
+        request = store_api.PullRequest(model=MODEL, serializable=True)
+        async for message in store_grpc.StoreStub(channel).Pull(request, timeout=10.0):
+            for piece in message.weights:
+                digest.update(piece.key.encode())
+                digest.update(piece.data)
+    return digest.hexdigest()
+
+
+def _check(
+    history: History, final: dict[str, Any] | None, convergence: CheckerVerdict
+) -> list[CheckerVerdict]:
+    params = check_params(history.records, final)
+    pushes = ", ".join(f"{n} {kind}" for kind, n in sorted(params.pushes.items()))
+    params_verdict = CheckerVerdict(
+        "parameters (exactly-once, real-time order, final state)",
+        params.ok,
+        f"{params.pulls} pulls and pushes ({pushes}) checked; {params.violation_count} violation(s)",
+        [Violation(description, indexes) for description, indexes in params.violations],
+    )
+    kv = check_linearizable(pair_history(history.records))
+    kv_violations = [Violation(f"key {k.key}: {k.message}", tuple(k.failing_ops)) for k in kv.violations]
+    kv_ok: bool | None = kv.ok if not kv.unknown or kv.violations else None
+    kv_verdict = CheckerVerdict(
+        "key/value linearizability (per key)",
+        kv_ok,
+        f"{sum(k.operations for k in kv.keys)} operations on {len(kv.keys)} keys; "
+        f"{len(kv.violations)} non-linearizable, {len(kv.unknown)} undecided",
+        kv_violations,
+    )
+    return [params_verdict, kv_verdict, convergence]
+
+
+def outcome_json(outcome: ChaosOutcome) -> str:
+    return json.dumps(
+        {
+            "ok": outcome.ok,
+            "operations": outcome.operations,
+            "faults": outcome.faults,
+            "violations": outcome.violations,
+            "report": str(outcome.report),
+            "verdicts": [{"name": v.name, "ok": v.ok, "summary": v.summary} for v in outcome.verdicts],
+        }
+    )
