@@ -7,6 +7,8 @@
 * ``partition``: cut one random node of a random group off from its peers (every Raft
   message in and out dropped, through the node's ``RaftAdmin`` fault rules), or split a
   store group so that its leader is in the minority; healed when the fault ends;
+* ``isolate-leader``: cut the current leader of a random group off from its peers (it may
+  keep believing it leads for a while: the case ReadIndex exists for);
 * ``links``: delay (5-50 ms), drop (10%) and duplicate (10%) the messages of a random node.
 
 A ``Schedule`` draws, from one seed, which nemesis strikes when and where: faults of
@@ -35,7 +37,7 @@ __all__ = ["NEMESES", "FaultRecord", "Schedule"]
 
 log = logging.getLogger("paramstore.chaos")
 
-NEMESES = ("kill", "pause", "leader", "partition", "links")
+NEMESES = ("kill", "pause", "leader", "partition", "isolate-leader", "links")
 
 Node = tuple[int, int]  # (group, node id); group 0 = the coordinators
 
@@ -149,7 +151,7 @@ class Schedule:
             name = self.rng.choice(self.nemeses)
             record = FaultRecord(name, self.now(), None, "")
             try:
-                record.detail = await getattr(self, f"_{name}")()
+                record.detail = await getattr(self, f"_{name.replace('-', '_')}")()
             except (grpc.aio.AioRpcError, OSError, RuntimeError) as exc:
                 record.detail = f"could not inject: {exc}"
             self.faults.append(record)
@@ -195,12 +197,25 @@ class Schedule:
         leader = await self.view.leader(group)
         victim = leader if leader and self.rng.random() < 0.5 else self.rng.choice(members)
         node = (group, victim)
+        await self._isolate(node)
+        role = " (the leader)" if victim == leader else ""
+        return f"isolate {_name(node)}{role} from its peers"
+
+    async def _isolate(self, node: Node) -> None:
+        """Drop every Raft message to and from ``node`` until the fault is healed."""
         await self.view.inject(
             node, raft_api.FaultRule(direction=raft_api.FAULT_DIRECTION_BOTH, partition=True)
         )
         self._heal = lambda: self.view.clear(node)
-        role = " (the leader)" if victim == leader else ""
-        return f"isolate {_name(node)}{role} from its peers"
+
+    async def _isolate_leader(self) -> str:
+        group = self.rng.choice(self.view.groups())
+        leader = await self.view.leader(group)
+        if not leader:
+            return f"group {group} had no leader to isolate"
+        node = (group, leader)
+        await self._isolate(node)
+        return f"isolate the leader {_name(node)} from its peers"
 
     async def _links(self) -> str:
         node = self.rng.choice(self.view.nodes())

@@ -57,7 +57,7 @@ class ChaosConfig:
     directory: Path
     duration_s: float = 30.0
     seed: int = 1
-    nemeses: tuple[str, ...] = ("kill", "pause", "leader", "partition", "links")
+    nemeses: tuple[str, ...] = ("kill", "pause", "leader", "partition", "isolate-leader", "links")
     fault_s: float = 3.0
     gap_s: float = 2.0
     groups: int = 2

@@ -24,7 +24,7 @@ from typing import Any
 __all__ = ["add_parser", "run"]
 
 # Kept here (the chaos package imports matplotlib, which the CLI should not pay for).
-_NEMESES = ("kill", "pause", "leader", "partition", "links")
+_NEMESES = ("kill", "pause", "leader", "partition", "isolate-leader", "links")
 
 
 def add_parser(commands: Any) -> None:
