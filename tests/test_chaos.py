@@ -69,8 +69,6 @@ def _run_with_bug(tmp_path: Path, bug: str, nemeses: tuple[str, ...], duration_s
         ("ack-before-commit", ("leader",), "acked before it began"),
         # Retries after a paused or killed leader are applied again.
         ("skip-dedup", ("leader", "pause"), "applied twice"),
-        # An isolated leader that still serves pulls without ReadIndex serves stale weights.
-        ("stale-pull", ("isolate-leader",), "acked before it began"),
     ],
 )
 def test_the_checkers_catch_a_planted_bug(

@@ -8,9 +8,7 @@ breaks one promise in a known way, so that the tests can show the checkers catch
 * ``skip-dedup``: the shard state machine forgets which pushes it applied, so a retried push
   is applied again;
 * ``ack-before-commit``: a store leader acknowledges a push as soon as it is queued, before
-  its log entry is committed and applied;
-* ``stale-pull``: a store node serves linearizable pulls from its own state, without the
-  ReadIndex barrier and without being the leader.
+  its log entry is committed and applied.
 """
 
 from __future__ import annotations
@@ -47,14 +45,6 @@ elif _BUG == "ack-before-commit":
         return early
 
     _store_batcher.PushBatcher.submit = _submit  # type: ignore[method-assign]
-
-elif _BUG == "stale-pull":
-    from paramstore.server import _store_service
-
-    async def _no_barrier(self, context):  # type: ignore[no-untyped-def]
-        return None
-
-    _store_service.StoreService._barrier = _no_barrier  # type: ignore[method-assign]
 
 elif _BUG:
     raise SystemExit(f"PARAMSTORE_TEST_BUG={_BUG!r}: unknown bug")
