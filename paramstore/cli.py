@@ -8,7 +8,8 @@ paramstore store ...          run one store daemon (a replica of a store group)
 paramstore up --dir DIR       run a local cluster until interrupted
 paramstore kv ACTION ...      the coordinator's key/value API (put, get, delete, cas, list, watch)
 paramstore status             every coordinator node's role, term, indexes and lag
-paramstore cluster ACTION     add-node, remove-node, transfer-leader
+paramstore cluster ACTION     add-node, remove-node, transfer-leader, add-group, remove-group,
+                              rebalance, moves
 """
 
 from __future__ import annotations

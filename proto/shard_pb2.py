@@ -24,21 +24,21 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11proto/shard.proto\x12\x10paramstore.shard\">\n\x06Tensor\x12&\n\x05\x64type\x18\x01 \x01(\x0e\x32\x17.paramstore.shard.DType\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"B\n\tKeyTensor\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x06tensor\x18\x02 \x01(\x0b\x32\x18.paramstore.shard.Tensor\"\xf9\x01\n\x0bInstallKeys\x12\r\n\x05model\x18\x01 \x01(\t\x12\x16\n\x0eoptimizer_json\x18\x02 \x01(\t\x12<\n\x11non_finite_policy\x18\x03 \x01(\x0e\x32!.paramstore.shard.NonFinitePolicy\x12\x12\n\nnum_shards\x18\x04 \x01(\r\x12)\n\x04keys\x18\x05 \x03(\x0b\x32\x1b.paramstore.shard.KeyTensor\x12-\n\tsync_mode\x18\x06 \x01(\x0e\x32\x1a.paramstore.shard.SyncMode\x12\x17\n\x0fstaleness_bound\x18\x07 \x01(\r\"5\n\x0e\x43lientSequence\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\"\x9c\x01\n\x04Push\x12\r\n\x05model\x18\x01 \x01(\t\x12\x30\n\x06\x63overs\x18\x02 \x03(\x0b\x32 .paramstore.shard.ClientSequence\x12\x15\n\rconfig_number\x18\x03 \x01(\x04\x12.\n\tgradients\x18\x04 \x03(\x0b\x32\x1b.paramstore.shard.KeyTensor\x12\x0c\n\x04step\x18\x05 \x01(\x04\"C\n\nSetWorkers\x12\r\n\x05model\x18\x01 \x01(\t\x12\x15\n\rconfig_number\x18\x02 \x01(\x04\x12\x0f\n\x07workers\x18\x03 \x03(\t\"\xa8\x01\n\x0cShardCommand\x12\x35\n\x0cinstall_keys\x18\x01 \x01(\x0b\x32\x1d.paramstore.shard.InstallKeysH\x00\x12&\n\x04push\x18\x02 \x01(\x0b\x32\x16.paramstore.shard.PushH\x00\x12\x33\n\x0bset_workers\x18\x03 \x01(\x0b\x32\x1c.paramstore.shard.SetWorkersH\x00\x42\x04\n\x02op\"H\n\x06Replay\x12.\n\x04push\x18\x01 \x01(\x0b\x32 .paramstore.shard.ClientSequence\x12\x0e\n\x06result\x18\x02 \x01(\x0c\"\xc7\x01\n\x0bShardResult\x12)\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x1b.paramstore.shard.ErrorCode\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\x04\x12\x0f\n\x07skipped\x18\x04 \x01(\x08\x12\x0c\n\x04keys\x18\x05 \x03(\t\x12\x11\n\tinstalled\x18\x06 \x01(\x04\x12\x11\n\tduplicate\x18\x07 \x01(\x08\x12)\n\x07replays\x18\x08 \x03(\x0b\x32\x18.paramstore.shard.Replay\"P\n\tStoredKey\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08\x65lements\x18\x02 \x01(\x04\x12\x0c\n\x04step\x18\x03 \x01(\x04\x12\x16\n\x0einitial_digest\x18\x04 \x01(\x0c\"\x98\x03\n\x0bStoredModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0eoptimizer_json\x18\x02 \x01(\t\x12<\n\x11non_finite_policy\x18\x03 \x01(\x0e\x32!.paramstore.shard.NonFinitePolicy\x12\x12\n\nnum_shards\x18\x04 \x01(\r\x12\x0c\n\x04step\x18\x05 \x01(\x04\x12\x16\n\x0eskipped_pushes\x18\x06 \x01(\x04\x12)\n\x04keys\x18\x07 \x03(\x0b\x32\x1b.paramstore.shard.StoredKey\x12-\n\tsync_mode\x18\x08 \x01(\x0e\x32\x1a.paramstore.shard.SyncMode\x12\x17\n\x0fstaleness_bound\x18\t \x01(\r\x12\x16\n\x0eworkers_config\x18\n \x01(\x04\x12/\n\x07workers\x18\x0b \x03(\x0b\x32\x1e.paramstore.shard.StoredWorker\x12\x17\n\x0fgathered_pushes\x18\x0c \x01(\x04\x12\x16\n\x0e\x61pplied_pushes\x18\r \x01(\x04\"0\n\x0cStoredWorker\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\r\n\x05\x63lock\x18\x02 \x01(\x04\"N\n\rStoredSession\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rlast_sequence\x18\x02 \x01(\x04\x12\x13\n\x0blast_result\x18\x03 \x01(\x0c\"\x89\x01\n\x10ShardStateHeader\x12\x13\n\x0blimits_json\x18\x01 \x01(\t\x12-\n\x06models\x18\x02 \x03(\x0b\x32\x1d.paramstore.shard.StoredModel\x12\x31\n\x08sessions\x18\x03 \x03(\x0b\x32\x1f.paramstore.shard.StoredSession*\xc2\x03\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12\x11\n\rERROR_CODE_OK\x10\x01\x12\x1f\n\x1b\x45RROR_CODE_INVALID_ARGUMENT\x10\x02\x12\x18\n\x14\x45RROR_CODE_TOO_LARGE\x10\x03\x12\x1c\n\x18\x45RROR_CODE_UNKNOWN_MODEL\x10\x04\x12\x1a\n\x16\x45RROR_CODE_UNKNOWN_KEY\x10\x05\x12\x1c\n\x18\x45RROR_CODE_SPEC_CONFLICT\x10\x06\x12\x1d\n\x19\x45RROR_CODE_SHAPE_MISMATCH\x10\x07\x12\x1d\n\x19\x45RROR_CODE_DTYPE_MISMATCH\x10\x08\x12\x19\n\x15\x45RROR_CODE_NON_FINITE\x10\t\x12\x1d\n\x19\x45RROR_CODE_STALE_SEQUENCE\x10\n\x12 \n\x1c\x45RROR_CODE_PARTIAL_DUPLICATE\x10\x0b\x12!\n\x1d\x45RROR_CODE_RESOURCE_EXHAUSTED\x10\x0c\x12\x1b\n\x17\x45RROR_CODE_NOT_A_WORKER\x10\r\x12\x19\n\x15\x45RROR_CODE_WRONG_STEP\x10\x0e*`\n\x08SyncMode\x12\x19\n\x15SYNC_MODE_UNSPECIFIED\x10\x00\x12\x11\n\rSYNC_MODE_BSP\x10\x01\x12\x11\n\rSYNC_MODE_SSP\x10\x02\x12\x13\n\x0fSYNC_MODE_ASYNC\x10\x03*\\\n\x05\x44Type\x12\x16\n\x12\x44_TYPE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x44_TYPE_FLOAT32\x10\x01\x12\x12\n\x0e\x44_TYPE_FLOAT16\x10\x02\x12\x13\n\x0f\x44_TYPE_BFLOAT16\x10\x03*n\n\x0fNonFinitePolicy\x12!\n\x1dNON_FINITE_POLICY_UNSPECIFIED\x10\x00\x12\x1c\n\x18NON_FINITE_POLICY_REJECT\x10\x01\x12\x1a\n\x16NON_FINITE_POLICY_SKIP\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11proto/shard.proto\x12\x10paramstore.shard\">\n\x06Tensor\x12&\n\x05\x64type\x18\x01 \x01(\x0e\x32\x17.paramstore.shard.DType\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"B\n\tKeyTensor\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x06tensor\x18\x02 \x01(\x0b\x32\x18.paramstore.shard.Tensor\"\xf9\x01\n\x0bInstallKeys\x12\r\n\x05model\x18\x01 \x01(\t\x12\x16\n\x0eoptimizer_json\x18\x02 \x01(\t\x12<\n\x11non_finite_policy\x18\x03 \x01(\x0e\x32!.paramstore.shard.NonFinitePolicy\x12\x12\n\nnum_shards\x18\x04 \x01(\r\x12)\n\x04keys\x18\x05 \x03(\x0b\x32\x1b.paramstore.shard.KeyTensor\x12-\n\tsync_mode\x18\x06 \x01(\x0e\x32\x1a.paramstore.shard.SyncMode\x12\x17\n\x0fstaleness_bound\x18\x07 \x01(\r\"5\n\x0e\x43lientSequence\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\"\x9c\x01\n\x04Push\x12\r\n\x05model\x18\x01 \x01(\t\x12\x30\n\x06\x63overs\x18\x02 \x03(\x0b\x32 .paramstore.shard.ClientSequence\x12\x15\n\rconfig_number\x18\x03 \x01(\x04\x12.\n\tgradients\x18\x04 \x03(\x0b\x32\x1b.paramstore.shard.KeyTensor\x12\x0c\n\x04step\x18\x05 \x01(\x04\"C\n\nSetWorkers\x12\r\n\x05model\x18\x01 \x01(\t\x12\x15\n\rconfig_number\x18\x02 \x01(\x04\x12\x0f\n\x07workers\x18\x03 \x03(\t\"=\n\x0cReleaseShard\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05shard\x18\x02 \x01(\r\x12\x0f\n\x07move_id\x18\x03 \x01(\x04\"\x91\x01\n\x08MovedKey\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\x04\x12\x16\n\x0einitial_digest\x18\x03 \x01(\x0c\x12)\n\x07weights\x18\x04 \x01(\x0b\x32\x18.paramstore.shard.Tensor\x12\'\n\x05slots\x18\x05 \x03(\x0b\x32\x18.paramstore.shard.Tensor\"\xbb\x01\n\x0b\x41\x63\x63\x65ptShard\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05shard\x18\x02 \x01(\r\x12\x0f\n\x07move_id\x18\x03 \x01(\x04\x12\x31\n\ndefinition\x18\x04 \x01(\x0b\x32\x1d.paramstore.shard.InstallKeys\x12(\n\x04keys\x18\x05 \x03(\x0b\x32\x1a.paramstore.shard.MovedKey\x12\x0c\n\x04last\x18\x06 \x01(\x08\x12\x12\n\nmodel_step\x18\x07 \x01(\x04\":\n\tDropShard\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05shard\x18\x02 \x01(\r\x12\x0f\n\x07move_id\x18\x03 \x01(\x04\"\xcb\x02\n\x0cShardCommand\x12\x35\n\x0cinstall_keys\x18\x01 \x01(\x0b\x32\x1d.paramstore.shard.InstallKeysH\x00\x12&\n\x04push\x18\x02 \x01(\x0b\x32\x16.paramstore.shard.PushH\x00\x12\x33\n\x0bset_workers\x18\x03 \x01(\x0b\x32\x1c.paramstore.shard.SetWorkersH\x00\x12\x37\n\rrelease_shard\x18\x04 \x01(\x0b\x32\x1e.paramstore.shard.ReleaseShardH\x00\x12\x35\n\x0c\x61\x63\x63\x65pt_shard\x18\x05 \x01(\x0b\x32\x1d.paramstore.shard.AcceptShardH\x00\x12\x31\n\ndrop_shard\x18\x06 \x01(\x0b\x32\x1b.paramstore.shard.DropShardH\x00\x42\x04\n\x02op\"H\n\x06Replay\x12.\n\x04push\x18\x01 \x01(\x0b\x32 .paramstore.shard.ClientSequence\x12\x0e\n\x06result\x18\x02 \x01(\x0c\"\xc7\x01\n\x0bShardResult\x12)\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x1b.paramstore.shard.ErrorCode\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\x04\x12\x0f\n\x07skipped\x18\x04 \x01(\x08\x12\x0c\n\x04keys\x18\x05 \x03(\t\x12\x11\n\tinstalled\x18\x06 \x01(\x04\x12\x11\n\tduplicate\x18\x07 \x01(\x08\x12)\n\x07replays\x18\x08 \x03(\x0b\x32\x18.paramstore.shard.Replay\"P\n\tStoredKey\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08\x65lements\x18\x02 \x01(\x04\x12\x0c\n\x04step\x18\x03 \x01(\x04\x12\x16\n\x0einitial_digest\x18\x04 \x01(\x0c\"\xc7\x03\n\x0bStoredModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0eoptimizer_json\x18\x02 \x01(\t\x12<\n\x11non_finite_policy\x18\x03 \x01(\x0e\x32!.paramstore.shard.NonFinitePolicy\x12\x12\n\nnum_shards\x18\x04 \x01(\r\x12\x0c\n\x04step\x18\x05 \x01(\x04\x12\x16\n\x0eskipped_pushes\x18\x06 \x01(\x04\x12)\n\x04keys\x18\x07 \x03(\x0b\x32\x1b.paramstore.shard.StoredKey\x12-\n\tsync_mode\x18\x08 \x01(\x0e\x32\x1a.paramstore.shard.SyncMode\x12\x17\n\x0fstaleness_bound\x18\t \x01(\r\x12\x16\n\x0eworkers_config\x18\n \x01(\x04\x12/\n\x07workers\x18\x0b \x03(\x0b\x32\x1e.paramstore.shard.StoredWorker\x12\x17\n\x0fgathered_pushes\x18\x0c \x01(\x04\x12\x16\n\x0e\x61pplied_pushes\x18\r \x01(\x04\x12-\n\x06shards\x18\x0e \x03(\x0b\x32\x1d.paramstore.shard.StoredShard\"\xe0\x01\n\x0bStoredShard\x12\r\n\x05shard\x18\x01 \x01(\r\x12\x15\n\rreleased_move\x18\x02 \x01(\x04\x12\x18\n\x10released_dropped\x18\x03 \x01(\x08\x12\x15\n\raccepted_move\x18\x04 \x01(\x04\x12\x14\n\x0cstaging_move\x18\x05 \x01(\x04\x12\x32\n\rreleased_keys\x18\x06 \x03(\x0b\x32\x1b.paramstore.shard.StoredKey\x12\x30\n\x0bstaged_keys\x18\x07 \x03(\x0b\x32\x1b.paramstore.shard.StoredKey\"0\n\x0cStoredWorker\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\r\n\x05\x63lock\x18\x02 \x01(\x04\"N\n\rStoredSession\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rlast_sequence\x18\x02 \x01(\x04\x12\x13\n\x0blast_result\x18\x03 \x01(\x0c\"\x89\x01\n\x10ShardStateHeader\x12\x13\n\x0blimits_json\x18\x01 \x01(\t\x12-\n\x06models\x18\x02 \x03(\x0b\x32\x1d.paramstore.shard.StoredModel\x12\x31\n\x08sessions\x18\x03 \x03(\x0b\x32\x1f.paramstore.shard.StoredSession*\xf9\x03\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12\x11\n\rERROR_CODE_OK\x10\x01\x12\x1f\n\x1b\x45RROR_CODE_INVALID_ARGUMENT\x10\x02\x12\x18\n\x14\x45RROR_CODE_TOO_LARGE\x10\x03\x12\x1c\n\x18\x45RROR_CODE_UNKNOWN_MODEL\x10\x04\x12\x1a\n\x16\x45RROR_CODE_UNKNOWN_KEY\x10\x05\x12\x1c\n\x18\x45RROR_CODE_SPEC_CONFLICT\x10\x06\x12\x1d\n\x19\x45RROR_CODE_SHAPE_MISMATCH\x10\x07\x12\x1d\n\x19\x45RROR_CODE_DTYPE_MISMATCH\x10\x08\x12\x19\n\x15\x45RROR_CODE_NON_FINITE\x10\t\x12\x1d\n\x19\x45RROR_CODE_STALE_SEQUENCE\x10\n\x12 \n\x1c\x45RROR_CODE_PARTIAL_DUPLICATE\x10\x0b\x12!\n\x1d\x45RROR_CODE_RESOURCE_EXHAUSTED\x10\x0c\x12\x1b\n\x17\x45RROR_CODE_NOT_A_WORKER\x10\r\x12\x19\n\x15\x45RROR_CODE_WRONG_STEP\x10\x0e\x12\x1a\n\x16\x45RROR_CODE_WRONG_GROUP\x10\x0f\x12\x19\n\x15\x45RROR_CODE_SHARD_BUSY\x10\x10*`\n\x08SyncMode\x12\x19\n\x15SYNC_MODE_UNSPECIFIED\x10\x00\x12\x11\n\rSYNC_MODE_BSP\x10\x01\x12\x11\n\rSYNC_MODE_SSP\x10\x02\x12\x13\n\x0fSYNC_MODE_ASYNC\x10\x03*\\\n\x05\x44Type\x12\x16\n\x12\x44_TYPE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x44_TYPE_FLOAT32\x10\x01\x12\x12\n\x0e\x44_TYPE_FLOAT16\x10\x02\x12\x13\n\x0f\x44_TYPE_BFLOAT16\x10\x03*n\n\x0fNonFinitePolicy\x12!\n\x1dNON_FINITE_POLICY_UNSPECIFIED\x10\x00\x12\x1c\n\x18NON_FINITE_POLICY_REJECT\x10\x01\x12\x1a\n\x16NON_FINITE_POLICY_SKIP\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.shard_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ERRORCODE']._serialized_start=1917
-  _globals['_ERRORCODE']._serialized_end=2367
-  _globals['_SYNCMODE']._serialized_start=2369
-  _globals['_SYNCMODE']._serialized_end=2465
-  _globals['_DTYPE']._serialized_start=2467
-  _globals['_DTYPE']._serialized_end=2559
-  _globals['_NONFINITEPOLICY']._serialized_start=2561
-  _globals['_NONFINITEPOLICY']._serialized_end=2671
+  _globals['_ERRORCODE']._serialized_start=2815
+  _globals['_ERRORCODE']._serialized_end=3320
+  _globals['_SYNCMODE']._serialized_start=3322
+  _globals['_SYNCMODE']._serialized_end=3418
+  _globals['_DTYPE']._serialized_start=3420
+  _globals['_DTYPE']._serialized_end=3512
+  _globals['_NONFINITEPOLICY']._serialized_start=3514
+  _globals['_NONFINITEPOLICY']._serialized_end=3624
   _globals['_TENSOR']._serialized_start=39
   _globals['_TENSOR']._serialized_end=101
   _globals['_KEYTENSOR']._serialized_start=103
@@ -51,20 +51,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PUSH']._serialized_end=635
   _globals['_SETWORKERS']._serialized_start=637
   _globals['_SETWORKERS']._serialized_end=704
-  _globals['_SHARDCOMMAND']._serialized_start=707
-  _globals['_SHARDCOMMAND']._serialized_end=875
-  _globals['_REPLAY']._serialized_start=877
-  _globals['_REPLAY']._serialized_end=949
-  _globals['_SHARDRESULT']._serialized_start=952
-  _globals['_SHARDRESULT']._serialized_end=1151
-  _globals['_STOREDKEY']._serialized_start=1153
-  _globals['_STOREDKEY']._serialized_end=1233
-  _globals['_STOREDMODEL']._serialized_start=1236
-  _globals['_STOREDMODEL']._serialized_end=1644
-  _globals['_STOREDWORKER']._serialized_start=1646
-  _globals['_STOREDWORKER']._serialized_end=1694
-  _globals['_STOREDSESSION']._serialized_start=1696
-  _globals['_STOREDSESSION']._serialized_end=1774
-  _globals['_SHARDSTATEHEADER']._serialized_start=1777
-  _globals['_SHARDSTATEHEADER']._serialized_end=1914
+  _globals['_RELEASESHARD']._serialized_start=706
+  _globals['_RELEASESHARD']._serialized_end=767
+  _globals['_MOVEDKEY']._serialized_start=770
+  _globals['_MOVEDKEY']._serialized_end=915
+  _globals['_ACCEPTSHARD']._serialized_start=918
+  _globals['_ACCEPTSHARD']._serialized_end=1105
+  _globals['_DROPSHARD']._serialized_start=1107
+  _globals['_DROPSHARD']._serialized_end=1165
+  _globals['_SHARDCOMMAND']._serialized_start=1168
+  _globals['_SHARDCOMMAND']._serialized_end=1499
+  _globals['_REPLAY']._serialized_start=1501
+  _globals['_REPLAY']._serialized_end=1573
+  _globals['_SHARDRESULT']._serialized_start=1576
+  _globals['_SHARDRESULT']._serialized_end=1775
+  _globals['_STOREDKEY']._serialized_start=1777
+  _globals['_STOREDKEY']._serialized_end=1857
+  _globals['_STOREDMODEL']._serialized_start=1860
+  _globals['_STOREDMODEL']._serialized_end=2315
+  _globals['_STOREDSHARD']._serialized_start=2318
+  _globals['_STOREDSHARD']._serialized_end=2542
+  _globals['_STOREDWORKER']._serialized_start=2544
+  _globals['_STOREDWORKER']._serialized_end=2592
+  _globals['_STOREDSESSION']._serialized_start=2594
+  _globals['_STOREDSESSION']._serialized_end=2672
+  _globals['_SHARDSTATEHEADER']._serialized_start=2675
+  _globals['_SHARDSTATEHEADER']._serialized_end=2812
 # @@protoc_insertion_point(module_scope)

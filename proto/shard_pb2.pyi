@@ -24,6 +24,8 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_RESOURCE_EXHAUSTED: _ClassVar[ErrorCode]
     ERROR_CODE_NOT_A_WORKER: _ClassVar[ErrorCode]
     ERROR_CODE_WRONG_STEP: _ClassVar[ErrorCode]
+    ERROR_CODE_WRONG_GROUP: _ClassVar[ErrorCode]
+    ERROR_CODE_SHARD_BUSY: _ClassVar[ErrorCode]
 
 class SyncMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -59,6 +61,8 @@ ERROR_CODE_PARTIAL_DUPLICATE: ErrorCode
 ERROR_CODE_RESOURCE_EXHAUSTED: ErrorCode
 ERROR_CODE_NOT_A_WORKER: ErrorCode
 ERROR_CODE_WRONG_STEP: ErrorCode
+ERROR_CODE_WRONG_GROUP: ErrorCode
+ERROR_CODE_SHARD_BUSY: ErrorCode
 SYNC_MODE_UNSPECIFIED: SyncMode
 SYNC_MODE_BSP: SyncMode
 SYNC_MODE_SSP: SyncMode
@@ -137,15 +141,73 @@ class SetWorkers(_message.Message):
     workers: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, model: _Optional[str] = ..., config_number: _Optional[int] = ..., workers: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class ReleaseShard(_message.Message):
+    __slots__ = ("model", "shard", "move_id")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    MOVE_ID_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    shard: int
+    move_id: int
+    def __init__(self, model: _Optional[str] = ..., shard: _Optional[int] = ..., move_id: _Optional[int] = ...) -> None: ...
+
+class MovedKey(_message.Message):
+    __slots__ = ("key", "step", "initial_digest", "weights", "slots")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    step: int
+    initial_digest: bytes
+    weights: Tensor
+    slots: _containers.RepeatedCompositeFieldContainer[Tensor]
+    def __init__(self, key: _Optional[str] = ..., step: _Optional[int] = ..., initial_digest: _Optional[bytes] = ..., weights: _Optional[_Union[Tensor, _Mapping]] = ..., slots: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ...) -> None: ...
+
+class AcceptShard(_message.Message):
+    __slots__ = ("model", "shard", "move_id", "definition", "keys", "last", "model_step")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    MOVE_ID_FIELD_NUMBER: _ClassVar[int]
+    DEFINITION_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    MODEL_STEP_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    shard: int
+    move_id: int
+    definition: InstallKeys
+    keys: _containers.RepeatedCompositeFieldContainer[MovedKey]
+    last: bool
+    model_step: int
+    def __init__(self, model: _Optional[str] = ..., shard: _Optional[int] = ..., move_id: _Optional[int] = ..., definition: _Optional[_Union[InstallKeys, _Mapping]] = ..., keys: _Optional[_Iterable[_Union[MovedKey, _Mapping]]] = ..., last: _Optional[bool] = ..., model_step: _Optional[int] = ...) -> None: ...
+
+class DropShard(_message.Message):
+    __slots__ = ("model", "shard", "move_id")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    MOVE_ID_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    shard: int
+    move_id: int
+    def __init__(self, model: _Optional[str] = ..., shard: _Optional[int] = ..., move_id: _Optional[int] = ...) -> None: ...
+
 class ShardCommand(_message.Message):
-    __slots__ = ("install_keys", "push", "set_workers")
+    __slots__ = ("install_keys", "push", "set_workers", "release_shard", "accept_shard", "drop_shard")
     INSTALL_KEYS_FIELD_NUMBER: _ClassVar[int]
     PUSH_FIELD_NUMBER: _ClassVar[int]
     SET_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_SHARD_FIELD_NUMBER: _ClassVar[int]
+    ACCEPT_SHARD_FIELD_NUMBER: _ClassVar[int]
+    DROP_SHARD_FIELD_NUMBER: _ClassVar[int]
     install_keys: InstallKeys
     push: Push
     set_workers: SetWorkers
-    def __init__(self, install_keys: _Optional[_Union[InstallKeys, _Mapping]] = ..., push: _Optional[_Union[Push, _Mapping]] = ..., set_workers: _Optional[_Union[SetWorkers, _Mapping]] = ...) -> None: ...
+    release_shard: ReleaseShard
+    accept_shard: AcceptShard
+    drop_shard: DropShard
+    def __init__(self, install_keys: _Optional[_Union[InstallKeys, _Mapping]] = ..., push: _Optional[_Union[Push, _Mapping]] = ..., set_workers: _Optional[_Union[SetWorkers, _Mapping]] = ..., release_shard: _Optional[_Union[ReleaseShard, _Mapping]] = ..., accept_shard: _Optional[_Union[AcceptShard, _Mapping]] = ..., drop_shard: _Optional[_Union[DropShard, _Mapping]] = ...) -> None: ...
 
 class Replay(_message.Message):
     __slots__ = ("push", "result")
@@ -188,7 +250,7 @@ class StoredKey(_message.Message):
     def __init__(self, key: _Optional[str] = ..., elements: _Optional[int] = ..., step: _Optional[int] = ..., initial_digest: _Optional[bytes] = ...) -> None: ...
 
 class StoredModel(_message.Message):
-    __slots__ = ("name", "optimizer_json", "non_finite_policy", "num_shards", "step", "skipped_pushes", "keys", "sync_mode", "staleness_bound", "workers_config", "workers", "gathered_pushes", "applied_pushes")
+    __slots__ = ("name", "optimizer_json", "non_finite_policy", "num_shards", "step", "skipped_pushes", "keys", "sync_mode", "staleness_bound", "workers_config", "workers", "gathered_pushes", "applied_pushes", "shards")
     NAME_FIELD_NUMBER: _ClassVar[int]
     OPTIMIZER_JSON_FIELD_NUMBER: _ClassVar[int]
     NON_FINITE_POLICY_FIELD_NUMBER: _ClassVar[int]
@@ -202,6 +264,7 @@ class StoredModel(_message.Message):
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     GATHERED_PUSHES_FIELD_NUMBER: _ClassVar[int]
     APPLIED_PUSHES_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     optimizer_json: str
     non_finite_policy: NonFinitePolicy
@@ -215,7 +278,26 @@ class StoredModel(_message.Message):
     workers: _containers.RepeatedCompositeFieldContainer[StoredWorker]
     gathered_pushes: int
     applied_pushes: int
-    def __init__(self, name: _Optional[str] = ..., optimizer_json: _Optional[str] = ..., non_finite_policy: _Optional[_Union[NonFinitePolicy, str]] = ..., num_shards: _Optional[int] = ..., step: _Optional[int] = ..., skipped_pushes: _Optional[int] = ..., keys: _Optional[_Iterable[_Union[StoredKey, _Mapping]]] = ..., sync_mode: _Optional[_Union[SyncMode, str]] = ..., staleness_bound: _Optional[int] = ..., workers_config: _Optional[int] = ..., workers: _Optional[_Iterable[_Union[StoredWorker, _Mapping]]] = ..., gathered_pushes: _Optional[int] = ..., applied_pushes: _Optional[int] = ...) -> None: ...
+    shards: _containers.RepeatedCompositeFieldContainer[StoredShard]
+    def __init__(self, name: _Optional[str] = ..., optimizer_json: _Optional[str] = ..., non_finite_policy: _Optional[_Union[NonFinitePolicy, str]] = ..., num_shards: _Optional[int] = ..., step: _Optional[int] = ..., skipped_pushes: _Optional[int] = ..., keys: _Optional[_Iterable[_Union[StoredKey, _Mapping]]] = ..., sync_mode: _Optional[_Union[SyncMode, str]] = ..., staleness_bound: _Optional[int] = ..., workers_config: _Optional[int] = ..., workers: _Optional[_Iterable[_Union[StoredWorker, _Mapping]]] = ..., gathered_pushes: _Optional[int] = ..., applied_pushes: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[StoredShard, _Mapping]]] = ...) -> None: ...
+
+class StoredShard(_message.Message):
+    __slots__ = ("shard", "released_move", "released_dropped", "accepted_move", "staging_move", "released_keys", "staged_keys")
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_MOVE_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_MOVE_FIELD_NUMBER: _ClassVar[int]
+    STAGING_MOVE_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_KEYS_FIELD_NUMBER: _ClassVar[int]
+    STAGED_KEYS_FIELD_NUMBER: _ClassVar[int]
+    shard: int
+    released_move: int
+    released_dropped: bool
+    accepted_move: int
+    staging_move: int
+    released_keys: _containers.RepeatedCompositeFieldContainer[StoredKey]
+    staged_keys: _containers.RepeatedCompositeFieldContainer[StoredKey]
+    def __init__(self, shard: _Optional[int] = ..., released_move: _Optional[int] = ..., released_dropped: _Optional[bool] = ..., accepted_move: _Optional[int] = ..., staging_move: _Optional[int] = ..., released_keys: _Optional[_Iterable[_Union[StoredKey, _Mapping]]] = ..., staged_keys: _Optional[_Iterable[_Union[StoredKey, _Mapping]]] = ...) -> None: ...
 
 class StoredWorker(_message.Message):
     __slots__ = ("worker_id", "clock")

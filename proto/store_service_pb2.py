@@ -25,33 +25,37 @@ _sym_db = _symbol_database.Default()
 from proto import shard_pb2 as proto_dot_shard__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19proto/store_service.proto\x12\x10paramstore.store\x1a\x11proto/shard.proto\"P\n\x0bTensorPiece\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05\x64type\x18\x02 \x01(\x0e\x32\x17.paramstore.shard.DType\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"@\n\x0eInstallRequest\x12.\n\x07install\x18\x01 \x01(\x0b\x32\x1d.paramstore.shard.InstallKeys\"@\n\x0fInstallResponse\x12-\n\x06result\x18\x01 \x01(\x0b\x32\x1d.paramstore.shard.ShardResult\"\x98\x01\n\x0bPushRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12\x15\n\rconfig_number\x18\x04 \x01(\x04\x12\x0c\n\x04step\x18\x06 \x01(\x04\x12\x30\n\tgradients\x18\x05 \x03(\x0b\x32\x1d.paramstore.store.TensorPiece\"T\n\x0cPushResponse\x12-\n\x06result\x18\x01 \x01(\x0b\x32\x1d.paramstore.shard.ShardResult\x12\x15\n\rmerged_pushes\x18\x02 \x01(\r\"\x8f\x01\n\x0bPullRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04keys\x18\x02 \x03(\t\x12\x14\n\x0cserializable\x18\x03 \x01(\x08\x12\x17\n\x0fpiece_bytes_max\x18\x04 \x01(\r\x12\x10\n\x08min_step\x18\x05 \x01(\x04\x12\x11\n\tworker_id\x18\x06 \x01(\t\x12\x0f\n\x07wait_ms\x18\x07 \x01(\r\"L\n\x0cPullResponse\x12\x0c\n\x04step\x18\x01 \x01(\x04\x12.\n\x07weights\x18\x02 \x03(\x0b\x32\x1d.paramstore.store.TensorPiece\"\x0f\n\rStatusRequest\"x\n\x0bModelStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\x04\x12\x0c\n\x04keys\x18\x03 \x01(\x04\x12\x16\n\x0eskipped_pushes\x18\x04 \x01(\x04\x12\x0f\n\x07workers\x18\x05 \x03(\t\x12\x16\n\x0e\x61pplied_pushes\x18\x06 \x01(\x04\"\xd4\x02\n\x0eStatusResponse\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\r\x12\x0f\n\x07node_id\x18\x03 \x01(\x04\x12\x0f\n\x07\x61\x64\x64ress\x18\x04 \x01(\t\x12\x0c\n\x04role\x18\x05 \x01(\t\x12\x0c\n\x04term\x18\x06 \x01(\x04\x12\x11\n\tleader_id\x18\x07 \x01(\x04\x12\x16\n\x0eleader_address\x18\x08 \x01(\t\x12\x14\n\x0c\x63ommit_index\x18\t \x01(\x04\x12\x15\n\rapplied_index\x18\n \x01(\x04\x12\x12\n\nlast_index\x18\x0b \x01(\x04\x12-\n\x06models\x18\x0c \x03(\x0b\x32\x1d.paramstore.store.ModelStatus\x12\x14\n\x0cpush_entries\x18\r \x01(\x04\x12\x16\n\x0emerged_entries\x18\x0e \x01(\x04\x12\x15\n\rmerged_pushes\x18\x0f \x01(\x04\x32\xb6\x02\n\x05Store\x12N\n\x07Install\x12 .paramstore.store.InstallRequest\x1a!.paramstore.store.InstallResponse\x12G\n\x04Push\x12\x1d.paramstore.store.PushRequest\x1a\x1e.paramstore.store.PushResponse(\x01\x12G\n\x04Pull\x12\x1d.paramstore.store.PullRequest\x1a\x1e.paramstore.store.PullResponse0\x01\x12K\n\x06Status\x12\x1f.paramstore.store.StatusRequest\x1a .paramstore.store.StatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19proto/store_service.proto\x12\x10paramstore.store\x1a\x11proto/shard.proto\"Z\n\x11\x46\x65tchShardRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05shard\x18\x02 \x01(\r\x12\x0f\n\x07move_id\x18\x03 \x01(\x04\x12\x16\n\x0epart_bytes_max\x18\x04 \x01(\x04\"=\n\x0cMoveResponse\x12-\n\x06result\x18\x01 \x01(\x0b\x32\x1d.paramstore.shard.ShardResult\"P\n\x0bTensorPiece\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05\x64type\x18\x02 \x01(\x0e\x32\x17.paramstore.shard.DType\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"@\n\x0eInstallRequest\x12.\n\x07install\x18\x01 \x01(\x0b\x32\x1d.paramstore.shard.InstallKeys\"@\n\x0fInstallResponse\x12-\n\x06result\x18\x01 \x01(\x0b\x32\x1d.paramstore.shard.ShardResult\"\x98\x01\n\x0bPushRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12\x15\n\rconfig_number\x18\x04 \x01(\x04\x12\x0c\n\x04step\x18\x06 \x01(\x04\x12\x30\n\tgradients\x18\x05 \x03(\x0b\x32\x1d.paramstore.store.TensorPiece\"T\n\x0cPushResponse\x12-\n\x06result\x18\x01 \x01(\x0b\x32\x1d.paramstore.shard.ShardResult\x12\x15\n\rmerged_pushes\x18\x02 \x01(\r\"\x8f\x01\n\x0bPullRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04keys\x18\x02 \x03(\t\x12\x14\n\x0cserializable\x18\x03 \x01(\x08\x12\x17\n\x0fpiece_bytes_max\x18\x04 \x01(\r\x12\x10\n\x08min_step\x18\x05 \x01(\x04\x12\x11\n\tworker_id\x18\x06 \x01(\t\x12\x0f\n\x07wait_ms\x18\x07 \x01(\r\"L\n\x0cPullResponse\x12\x0c\n\x04step\x18\x01 \x01(\x04\x12.\n\x07weights\x18\x02 \x03(\x0b\x32\x1d.paramstore.store.TensorPiece\"\x0f\n\rStatusRequest\"x\n\x0bModelStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\x04\x12\x0c\n\x04keys\x18\x03 \x01(\x04\x12\x16\n\x0eskipped_pushes\x18\x04 \x01(\x04\x12\x0f\n\x07workers\x18\x05 \x03(\t\x12\x16\n\x0e\x61pplied_pushes\x18\x06 \x01(\x04\"\x8c\x03\n\x0eStatusResponse\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\r\x12\x0f\n\x07node_id\x18\x03 \x01(\x04\x12\x0f\n\x07\x61\x64\x64ress\x18\x04 \x01(\t\x12\x0c\n\x04role\x18\x05 \x01(\t\x12\x0c\n\x04term\x18\x06 \x01(\x04\x12\x11\n\tleader_id\x18\x07 \x01(\x04\x12\x16\n\x0eleader_address\x18\x08 \x01(\t\x12\x14\n\x0c\x63ommit_index\x18\t \x01(\x04\x12\x15\n\rapplied_index\x18\n \x01(\x04\x12\x12\n\nlast_index\x18\x0b \x01(\x04\x12-\n\x06models\x18\x0c \x03(\x0b\x32\x1d.paramstore.store.ModelStatus\x12\x14\n\x0cpush_entries\x18\r \x01(\x04\x12\x16\n\x0emerged_entries\x18\x0e \x01(\x04\x12\x15\n\rmerged_pushes\x18\x0f \x01(\x04\x12\x1a\n\x12linearizable_pulls\x18\x10 \x01(\x04\x12\x1a\n\x12serializable_pulls\x18\x11 \x01(\x04\x32\xf4\x04\n\x05Store\x12N\n\x07Install\x12 .paramstore.store.InstallRequest\x1a!.paramstore.store.InstallResponse\x12G\n\x04Push\x12\x1d.paramstore.store.PushRequest\x1a\x1e.paramstore.store.PushResponse(\x01\x12G\n\x04Pull\x12\x1d.paramstore.store.PullRequest\x1a\x1e.paramstore.store.PullResponse0\x01\x12K\n\x06Status\x12\x1f.paramstore.store.StatusRequest\x1a .paramstore.store.StatusResponse\x12N\n\x0cReleaseShard\x12\x1e.paramstore.shard.ReleaseShard\x1a\x1e.paramstore.store.MoveResponse\x12R\n\nFetchShard\x12#.paramstore.store.FetchShardRequest\x1a\x1d.paramstore.shard.AcceptShard0\x01\x12N\n\x0b\x41\x63\x63\x65ptShard\x12\x1d.paramstore.shard.AcceptShard\x1a\x1e.paramstore.store.MoveResponse(\x01\x12H\n\tDropShard\x12\x1b.paramstore.shard.DropShard\x1a\x1e.paramstore.store.MoveResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.store_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TENSORPIECE']._serialized_start=66
-  _globals['_TENSORPIECE']._serialized_end=146
-  _globals['_INSTALLREQUEST']._serialized_start=148
-  _globals['_INSTALLREQUEST']._serialized_end=212
-  _globals['_INSTALLRESPONSE']._serialized_start=214
-  _globals['_INSTALLRESPONSE']._serialized_end=278
-  _globals['_PUSHREQUEST']._serialized_start=281
-  _globals['_PUSHREQUEST']._serialized_end=433
-  _globals['_PUSHRESPONSE']._serialized_start=435
-  _globals['_PUSHRESPONSE']._serialized_end=519
-  _globals['_PULLREQUEST']._serialized_start=522
-  _globals['_PULLREQUEST']._serialized_end=665
-  _globals['_PULLRESPONSE']._serialized_start=667
-  _globals['_PULLRESPONSE']._serialized_end=743
-  _globals['_STATUSREQUEST']._serialized_start=745
-  _globals['_STATUSREQUEST']._serialized_end=760
-  _globals['_MODELSTATUS']._serialized_start=762
-  _globals['_MODELSTATUS']._serialized_end=882
-  _globals['_STATUSRESPONSE']._serialized_start=885
-  _globals['_STATUSRESPONSE']._serialized_end=1225
-  _globals['_STORE']._serialized_start=1228
-  _globals['_STORE']._serialized_end=1538
+  _globals['_FETCHSHARDREQUEST']._serialized_start=66
+  _globals['_FETCHSHARDREQUEST']._serialized_end=156
+  _globals['_MOVERESPONSE']._serialized_start=158
+  _globals['_MOVERESPONSE']._serialized_end=219
+  _globals['_TENSORPIECE']._serialized_start=221
+  _globals['_TENSORPIECE']._serialized_end=301
+  _globals['_INSTALLREQUEST']._serialized_start=303
+  _globals['_INSTALLREQUEST']._serialized_end=367
+  _globals['_INSTALLRESPONSE']._serialized_start=369
+  _globals['_INSTALLRESPONSE']._serialized_end=433
+  _globals['_PUSHREQUEST']._serialized_start=436
+  _globals['_PUSHREQUEST']._serialized_end=588
+  _globals['_PUSHRESPONSE']._serialized_start=590
+  _globals['_PUSHRESPONSE']._serialized_end=674
+  _globals['_PULLREQUEST']._serialized_start=677
+  _globals['_PULLREQUEST']._serialized_end=820
+  _globals['_PULLRESPONSE']._serialized_start=822
+  _globals['_PULLRESPONSE']._serialized_end=898
+  _globals['_STATUSREQUEST']._serialized_start=900
+  _globals['_STATUSREQUEST']._serialized_end=915
+  _globals['_MODELSTATUS']._serialized_start=917
+  _globals['_MODELSTATUS']._serialized_end=1037
+  _globals['_STATUSRESPONSE']._serialized_start=1040
+  _globals['_STATUSRESPONSE']._serialized_end=1436
+  _globals['_STORE']._serialized_start=1439
+  _globals['_STORE']._serialized_end=2067
 # @@protoc_insertion_point(module_scope)

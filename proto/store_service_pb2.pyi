@@ -7,6 +7,24 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class FetchShardRequest(_message.Message):
+    __slots__ = ("model", "shard", "move_id", "part_bytes_max")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    MOVE_ID_FIELD_NUMBER: _ClassVar[int]
+    PART_BYTES_MAX_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    shard: int
+    move_id: int
+    part_bytes_max: int
+    def __init__(self, model: _Optional[str] = ..., shard: _Optional[int] = ..., move_id: _Optional[int] = ..., part_bytes_max: _Optional[int] = ...) -> None: ...
+
+class MoveResponse(_message.Message):
+    __slots__ = ("result",)
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    result: _shard_pb2.ShardResult
+    def __init__(self, result: _Optional[_Union[_shard_pb2.ShardResult, _Mapping]] = ...) -> None: ...
+
 class TensorPiece(_message.Message):
     __slots__ = ("key", "dtype", "data")
     KEY_FIELD_NUMBER: _ClassVar[int]
@@ -100,7 +118,7 @@ class ModelStatus(_message.Message):
     def __init__(self, name: _Optional[str] = ..., step: _Optional[int] = ..., keys: _Optional[int] = ..., skipped_pushes: _Optional[int] = ..., workers: _Optional[_Iterable[str]] = ..., applied_pushes: _Optional[int] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("cluster_id", "group_id", "node_id", "address", "role", "term", "leader_id", "leader_address", "commit_index", "applied_index", "last_index", "models", "push_entries", "merged_entries", "merged_pushes")
+    __slots__ = ("cluster_id", "group_id", "node_id", "address", "role", "term", "leader_id", "leader_address", "commit_index", "applied_index", "last_index", "models", "push_entries", "merged_entries", "merged_pushes", "linearizable_pulls", "serializable_pulls")
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +134,8 @@ class StatusResponse(_message.Message):
     PUSH_ENTRIES_FIELD_NUMBER: _ClassVar[int]
     MERGED_ENTRIES_FIELD_NUMBER: _ClassVar[int]
     MERGED_PUSHES_FIELD_NUMBER: _ClassVar[int]
+    LINEARIZABLE_PULLS_FIELD_NUMBER: _ClassVar[int]
+    SERIALIZABLE_PULLS_FIELD_NUMBER: _ClassVar[int]
     cluster_id: str
     group_id: int
     node_id: int
@@ -131,4 +151,6 @@ class StatusResponse(_message.Message):
     push_entries: int
     merged_entries: int
     merged_pushes: int
-    def __init__(self, cluster_id: _Optional[str] = ..., group_id: _Optional[int] = ..., node_id: _Optional[int] = ..., address: _Optional[str] = ..., role: _Optional[str] = ..., term: _Optional[int] = ..., leader_id: _Optional[int] = ..., leader_address: _Optional[str] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., last_index: _Optional[int] = ..., models: _Optional[_Iterable[_Union[ModelStatus, _Mapping]]] = ..., push_entries: _Optional[int] = ..., merged_entries: _Optional[int] = ..., merged_pushes: _Optional[int] = ...) -> None: ...
+    linearizable_pulls: int
+    serializable_pulls: int
+    def __init__(self, cluster_id: _Optional[str] = ..., group_id: _Optional[int] = ..., node_id: _Optional[int] = ..., address: _Optional[str] = ..., role: _Optional[str] = ..., term: _Optional[int] = ..., leader_id: _Optional[int] = ..., leader_address: _Optional[str] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., last_index: _Optional[int] = ..., models: _Optional[_Iterable[_Union[ModelStatus, _Mapping]]] = ..., push_entries: _Optional[int] = ..., merged_entries: _Optional[int] = ..., merged_pushes: _Optional[int] = ..., linearizable_pulls: _Optional[int] = ..., serializable_pulls: _Optional[int] = ...) -> None: ...

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from proto import shard_pb2 as proto_dot_shard__pb2
 from proto import store_service_pb2 as proto_dot_store__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -54,6 +55,26 @@ class StoreStub:
                 request_serializer=proto_dot_store__service__pb2.StatusRequest.SerializeToString,
                 response_deserializer=proto_dot_store__service__pb2.StatusResponse.FromString,
                 _registered_method=True)
+        self.ReleaseShard = channel.unary_unary(
+                '/paramstore.store.Store/ReleaseShard',
+                request_serializer=proto_dot_shard__pb2.ReleaseShard.SerializeToString,
+                response_deserializer=proto_dot_store__service__pb2.MoveResponse.FromString,
+                _registered_method=True)
+        self.FetchShard = channel.unary_stream(
+                '/paramstore.store.Store/FetchShard',
+                request_serializer=proto_dot_store__service__pb2.FetchShardRequest.SerializeToString,
+                response_deserializer=proto_dot_shard__pb2.AcceptShard.FromString,
+                _registered_method=True)
+        self.AcceptShard = channel.stream_unary(
+                '/paramstore.store.Store/AcceptShard',
+                request_serializer=proto_dot_shard__pb2.AcceptShard.SerializeToString,
+                response_deserializer=proto_dot_store__service__pb2.MoveResponse.FromString,
+                _registered_method=True)
+        self.DropShard = channel.unary_unary(
+                '/paramstore.store.Store/DropShard',
+                request_serializer=proto_dot_shard__pb2.DropShard.SerializeToString,
+                response_deserializer=proto_dot_store__service__pb2.MoveResponse.FromString,
+                _registered_method=True)
 
 
 class StoreServicer:
@@ -89,6 +110,37 @@ class StoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReleaseShard(self, request, context):
+        """---- shard moves (used by the coordinator's shard mover; idempotent per move_id) ----
+        Stop serving a shard and freeze its state (a ReleaseShard entry).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FetchShard(self, request, context):
+        """The frozen state of a released shard (linearizable read at the leader), in parts of at
+        most `part_bytes_max` tensor bytes; the first part carries the model's definition.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcceptShard(self, request_iterator, context):
+        """Install a shard's state through this group's log, part by part (AcceptShard entries);
+        answered when the last part is applied: the shard is served here from then on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropShard(self, request, context):
+        """Forget a moved-out shard's frozen state (a DropShard entry).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StoreServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +163,26 @@ def add_StoreServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=proto_dot_store__service__pb2.StatusRequest.FromString,
                     response_serializer=proto_dot_store__service__pb2.StatusResponse.SerializeToString,
+            ),
+            'ReleaseShard': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseShard,
+                    request_deserializer=proto_dot_shard__pb2.ReleaseShard.FromString,
+                    response_serializer=proto_dot_store__service__pb2.MoveResponse.SerializeToString,
+            ),
+            'FetchShard': grpc.unary_stream_rpc_method_handler(
+                    servicer.FetchShard,
+                    request_deserializer=proto_dot_store__service__pb2.FetchShardRequest.FromString,
+                    response_serializer=proto_dot_shard__pb2.AcceptShard.SerializeToString,
+            ),
+            'AcceptShard': grpc.stream_unary_rpc_method_handler(
+                    servicer.AcceptShard,
+                    request_deserializer=proto_dot_shard__pb2.AcceptShard.FromString,
+                    response_serializer=proto_dot_store__service__pb2.MoveResponse.SerializeToString,
+            ),
+            'DropShard': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropShard,
+                    request_deserializer=proto_dot_shard__pb2.DropShard.FromString,
+                    response_serializer=proto_dot_store__service__pb2.MoveResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -221,6 +293,114 @@ class Store:
             '/paramstore.store.Store/Status',
             proto_dot_store__service__pb2.StatusRequest.SerializeToString,
             proto_dot_store__service__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseShard(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/paramstore.store.Store/ReleaseShard',
+            proto_dot_shard__pb2.ReleaseShard.SerializeToString,
+            proto_dot_store__service__pb2.MoveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchShard(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/paramstore.store.Store/FetchShard',
+            proto_dot_store__service__pb2.FetchShardRequest.SerializeToString,
+            proto_dot_shard__pb2.AcceptShard.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcceptShard(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/paramstore.store.Store/AcceptShard',
+            proto_dot_shard__pb2.AcceptShard.SerializeToString,
+            proto_dot_store__service__pb2.MoveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropShard(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/paramstore.store.Store/DropShard',
+            proto_dot_shard__pb2.DropShard.SerializeToString,
+            proto_dot_store__service__pb2.MoveResponse.FromString,
             options,
             channel_credentials,
             insecure,

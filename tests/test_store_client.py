@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 
@@ -25,6 +26,8 @@ from paramstore.client import (
 from paramstore.commands._up import LocalCluster
 from paramstore.coordinator import LeafSpec, ModelSpec, SyncMode
 from paramstore.shard import ErrorCode
+from proto import store_service_pb2 as api
+from proto import store_service_pb2_grpc as api_grpc
 
 DEADLINE_S = 60.0
 CLIENTS = 4
@@ -196,3 +199,41 @@ async def test_a_push_over_the_per_group_bound_is_split_or_refused_for_bsp(clust
 def _group_of(route: object, key: str) -> int:
     keys_by_group: dict[int, tuple[str, ...]] = route.keys_by_group  # type: ignore[attr-defined]
     return next(group for group, keys in keys_by_group.items() if key in keys)
+
+
+async def test_follower_reads_spread_pulls_over_the_replicas(cluster: LocalCluster) -> None:
+    async def served() -> dict[str, tuple[int, int]]:
+        """Per store node: (linearizable, serializable) pulls it served."""
+        counts = {}
+        for members in cluster.store_addresses.values():
+            for address in members.values():
+                async with grpc.aio.insecure_channel(address) as channel:
+                    answer = await api_grpc.StoreStub(channel).Status(api.StatusRequest(), timeout=5.0)
+                counts[address] = (int(answer.linearizable_pulls), int(answer.serializable_pulls))
+        return counts
+
+    writer = StoreClient(cluster.client_addresses, client_id="follower-writer")
+    reader = StoreClient(cluster.client_addresses, client_id="follower-reader", follower_reads=True)
+    try:
+        await writer.register_model(model_spec("followed"), zeros())
+        await writer.push("followed", one_hot(0))
+        before = await served()
+        deadline = asyncio.get_running_loop().time() + DEADLINE_S
+        rounds = 0
+        while True:  # a follower may lag behind the acknowledged push for a moment
+            rounds += 1
+            weights = await reader.pull("followed")
+            if all(values[0] == -1.0 for values in weights.values()):
+                break
+            assert asyncio.get_running_loop().time() < deadline, weights
+        for _ in range(2 * 3):  # two rounds over every member of both groups
+            await reader.pull("followed")
+        after = await served()
+    finally:
+        await writer.close()
+        await reader.close()
+    serializable = {a: after[a][1] - before[a][1] for a in after}
+    linearizable = {a: after[a][0] - before[a][0] for a in after}
+    assert sum(linearizable.values()) == 0, linearizable  # the reader never went through ReadIndex
+    assert sum(1 for count in serializable.values() if count > 0) == len(serializable), serializable
+    assert rounds >= 1

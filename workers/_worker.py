@@ -156,6 +156,9 @@ class Worker:
     ``worker_id``: a name for this worker; the id used is the name plus a random suffix.
     ``wait_for_workers``: join only once the model has that many workers (a start barrier,
     so that BSP's first step already waits for all of a fixed set of workers).
+    ``follower_reads``: pull from any replica of a store group, not only its leader (spreads
+    pull bandwidth; a pull may miss the latest pushes, this worker's own included, but a BSP
+    pull still waits for its step).
     """
 
     def __init__(
@@ -174,6 +177,7 @@ class Worker:
         deadline_s: float = 60.0,
         max_outstanding_pushes: int = 2,
         wait_for_workers: int = 0,
+        follower_reads: bool = False,
     ) -> None:
         mode = _sync_mode(sync)
         if staleness < 0 or (staleness and mode != SyncMode.SSP):
@@ -185,6 +189,7 @@ class Worker:
         if non_finite not in ("reject", "skip"):
             raise ValueError(f"non_finite must be 'reject' or 'skip', got {non_finite!r}")
         self.addresses = resolve_coordinators(coordinators)
+        self._follower_reads = follower_reads
         self.layout = TreeLayout.of(params)
         self.spec = ModelSpec.create(
             model,
@@ -250,7 +255,12 @@ class Worker:
         return self._weights_step
 
     async def _join(self) -> None:
-        self._store = StoreClient(self.addresses, client_id=self.worker_id, deadline_s=self.deadline_s)
+        self._store = StoreClient(
+            self.addresses,
+            client_id=self.worker_id,
+            deadline_s=self.deadline_s,
+            follower_reads=self._follower_reads,
+        )
         self._coordinator = CoordinatorClient(
             self.addresses, client_id=f"{self.worker_id}-lease", deadline_s=self.deadline_s
         )

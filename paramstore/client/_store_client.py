@@ -170,6 +170,11 @@ class StoreClient:
         # One push's gradient bytes per group (the store's bound: one log entry). A larger
         # async/SSP push is sent as several pushes of disjoint keys.
         push_bytes_max: int = 16 << 20,
+        # Pull from any member of a group (serializable, no ReadIndex) instead of its
+        # leader: spreads pull bandwidth over the replicas; a pull may then miss the latest
+        # pushes (this client's own included), except that a BSP pull for a step waits until
+        # the member has applied that step.
+        follower_reads: bool = False,
     ) -> None:
         self.coordinator_addresses = parse_addresses(coordinator_addresses)
         if deadline_s <= 0 or attempt_timeout_s <= 0 or attempts_max < 1:
@@ -186,6 +191,8 @@ class StoreClient:
         self.install_bytes_max = install_bytes_max
         self.pull_bytes_max = pull_bytes_max
         self.push_bytes_max = push_bytes_max
+        self.follower_reads = follower_reads
+        self._next_reader = 0  # follower reads: the member to ask next (round robin)
         self.coordinator = CoordinatorClient(
             self.coordinator_addresses, client_id=f"{self.client_id}-coordinator", deadline_s=deadline_s
         )
@@ -195,6 +202,7 @@ class StoreClient:
         self._stubs: dict[str, api_grpc.StoreStub] = {}
         self._rng = random.Random()
         self.retries = 0
+        self.reroutes = 0  # pushes or pulls sent again after a shard move (WRONG_GROUP)
 
     async def __aenter__(self) -> StoreClient:
         return self
@@ -260,7 +268,7 @@ class StoreClient:
                 config = await self.coordinator.config()
                 continue
             route = _route_of(config, spec.name)
-            await asyncio.gather(
+            outcomes = await asyncio.gather(
                 *(
                     self._install(
                         route,
@@ -270,8 +278,14 @@ class StoreClient:
                         non_finite_policy,
                     )
                     for group, keys in route.keys_by_group.items()
-                )
+                ),
+                return_exceptions=True,
             )
+            moved = _moved_groups(route, outcomes)
+            if moved:  # a shard moved while we installed: install where the map puts it now
+                await self._moved_route(spec.name, route, [k for g in moved for k in route.keys_by_group[g]])
+                config = await self.coordinator.config()
+                continue
             for group, keys in route.keys_by_group.items():
                 installed.setdefault(group, set()).update(keys)
             config = await self.coordinator.config()
@@ -338,30 +352,44 @@ class StoreClient:
         not acknowledge (it says which parts were applied, refused or of unknown outcome),
         ``ValueError`` for a leaf the model lacks or an array of the wrong size."""
         route = await self._route(model)
-        by_group: dict[int, dict[str, npt.NDArray[np.float32]]] = {}
-        group_of = {key: group for group, keys in route.keys_by_group.items() for key in keys}
+        blocks: dict[str, npt.NDArray[np.float32]] = {}
         for path, array in grads.items():
             try:
-                blocks = route.layout.split(path, np.ascontiguousarray(array, dtype="<f4"))
+                blocks.update(route.layout.split(path, np.ascontiguousarray(array, dtype="<f4")))
             except KeyError as exc:
                 raise ValueError(str(exc.args[0])) from None
-            for key, block in blocks.items():
-                by_group.setdefault(group_of[key], {})[key] = block
-        groups = sorted(by_group)
-        parts = {group: self._push_parts(route, group, by_group[group]) for group in groups}  # may refuse
-        outcomes = await asyncio.gather(
-            *(self._push_group(route, group, parts[group], step) for group in groups),
-            return_exceptions=True,
-        )
         acknowledged: dict[int, GroupPushResult] = {}
         errors: dict[int, ClientError] = {}
-        for group, outcome in zip(groups, outcomes, strict=True):
-            if isinstance(outcome, GroupPushResult):
-                acknowledged[group] = outcome
-            elif isinstance(outcome, ClientError):
-                errors[group] = outcome
-            else:
-                raise outcome
+        todo = blocks
+        while todo:
+            by_group = _blocks_by_group(route, todo)
+            groups = sorted(by_group)
+            parts = {group: self._push_parts(route, group, by_group[group]) for group in groups}  # may refuse
+            outcomes = await asyncio.gather(
+                *(self._push_group(route, group, parts[group], step) for group in groups),
+                return_exceptions=True,
+            )
+            todo = {}
+            for group, outcome in zip(groups, outcomes, strict=True):
+                if isinstance(outcome, GroupPushResult):
+                    acknowledged[group] = outcome
+                elif isinstance(outcome, _Moved):
+                    if outcome.acknowledged is not None:
+                        acknowledged[group] = outcome.acknowledged
+                    todo.update(outcome.blocks)
+                elif isinstance(outcome, ClientError):
+                    errors[group] = outcome
+                else:
+                    raise outcome
+            if todo:
+                # Refused as moved: not applied anywhere. Where the coordinator now puts them,
+                # they go as new pushes (new sequences).
+                self.reroutes += 1
+                try:
+                    route = await self._moved_route(model, route, todo)
+                except ClientError as exc:
+                    errors[min(_blocks_by_group(route, todo))] = exc
+                    break
         if errors:
             raise PushFailedError(acknowledged, errors)
         return acknowledged
@@ -390,9 +418,17 @@ class StoreClient:
     async def _push_group(
         self, route: _Route, group: int, parts: list[dict[str, npt.NDArray[np.float32]]], step: int
     ) -> GroupPushResult:
+        """The parts one after the other (disjoint keys: each is its own exactly-once push);
+        ``_Moved`` when the group refused one because some of its keys moved away."""
         result: GroupPushResult | None = None
-        for part in parts:  # disjoint keys: each part is its own exactly-once push
-            result = await self._push_part(route, group, part, step)
+        for index, part in enumerate(parts):
+            try:
+                result = await self._push_part(route, group, part, step)
+            except StoreRefusedError as exc:
+                if exc.code != ErrorCode.WRONG_GROUP:
+                    raise
+                rest = {key: block for later in parts[index:] for key, block in later.items()}
+                raise _Moved(result, rest) from None
         assert result is not None
         return result
 
@@ -456,12 +492,20 @@ class StoreClient:
         with ``worker_id`` a group answers once that worker is within the staleness bound.
         Waits are retried until the client's deadline."""
         route = await self._route(model)
-        parts = await asyncio.gather(
-            *(
-                self._pull_group(route, group, keys, min_step, worker_id)
-                for group, keys in route.keys_by_group.items()
+        while True:
+            outcomes = await asyncio.gather(
+                *(
+                    self._pull_group(route, group, keys, min_step, worker_id)
+                    for group, keys in route.keys_by_group.items()
+                ),
+                return_exceptions=True,
             )
-        )
+            moved = _moved_groups(route, outcomes)
+            if not moved:
+                break
+            self.reroutes += 1  # some keys moved away: pull everything again where they are now
+            route = await self._moved_route(model, route, [k for g in moved for k in route.keys_by_group[g]])
+        parts = [outcome for outcome in outcomes if not isinstance(outcome, BaseException)]
         blocks: dict[str, npt.NDArray[np.float32]] = {}
         steps = []
         for part, group_step in parts:
@@ -493,6 +537,7 @@ class StoreClient:
             request = api.PullRequest(
                 model=route.spec.name,
                 keys=batch,
+                serializable=self.follower_reads,
                 min_step=min_step,
                 worker_id=worker_id,
                 wait_ms=max(1, int(self.attempt_timeout_s * 900)),  # answer before the attempt times out
@@ -510,7 +555,10 @@ class StoreClient:
                         pieces.setdefault(piece.key, []).append(piece.data)
                 return pieces, first_step or 0
 
-            pieces, batch_step = await self._call_group(route, group, call)
+            if self.follower_reads:
+                pieces, batch_step = await self._call_any_member(route.members[group], group, call)
+            else:
+                pieces, batch_step = await self._call_group(route, group, call)
             step = batch_step if index == 0 else min(step, batch_step)
             for key, data in pieces.items():
                 blocks[key] = np.frombuffer(b"".join(data) if len(data) > 1 else data[0], dtype="<f4")
@@ -573,6 +621,31 @@ class StoreClient:
             self._routes[model] = route
         return route
 
+    async def _moved_route(
+        self, model: str, stale: _Route, keys: Mapping[str, object] | Sequence[str]
+    ) -> _Route:
+        """After a group refused ``keys`` as moved (WRONG_GROUP): the coordinator's newest
+        route, once it puts one of them on another group than ``stale`` did (a move is
+        released at its old group before the coordinator's map changes, so the map may lag
+        for a moment). Waits within the deadline; ``DeadlineExceededError`` past it."""
+        before = {key: group for group, held in stale.keys_by_group.items() for key in held}
+        deadline = time.monotonic() + self.deadline_s
+        backoff_s = self.backoff_initial_s
+        while True:
+            route = _route_of(await self.coordinator.config(), model)
+            self._routes[model] = route
+            now = {key: group for group, held in route.keys_by_group.items() for key in held}
+            if any(now.get(key) != before.get(key) for key in keys):
+                return route
+            if time.monotonic() >= deadline:
+                raise DeadlineExceededError(
+                    f"model {model!r}: store group(s) refused {len(keys)} key(s) as moved away, and the "
+                    f"coordinator still routes them there after {self.deadline_s:.1f} s (a shard move "
+                    "that does not finish? see `paramstore cluster moves`)"
+                )
+            await asyncio.sleep(backoff_s)
+            backoff_s = min(self.backoff_max_s, backoff_s * 2)
+
     def _group(self, group: int) -> _GroupState:
         state = self._groups.get(group)
         if state is None:
@@ -581,9 +654,16 @@ class StoreClient:
 
     # ---- the retry loop -------------------------------------------------------------------
 
+    async def call_group(
+        self, group: int, members: Sequence[str], call: Callable[[api_grpc.StoreStub, float], Awaitable[_T]]
+    ) -> _T:
+        """``call`` at the leader of ``group`` (members' addresses), with this client's
+        redirects, retries and deadline (the shard mover's calls use it)."""
+        return await self._call_group(tuple(members), group, call)
+
     async def _call_group(
         self,
-        route: _Route,
+        route: _Route | tuple[str, ...],
         group: int,
         call: Callable[[api_grpc.StoreStub, float], Awaitable[_T]],
         wait_codes: frozenset[ErrorCode] = frozenset(),
@@ -591,7 +671,7 @@ class StoreClient:
         """``call`` at ``group``'s leader until it answers or refuses, within ``deadline_s``
         and ``attempts_max`` attempts; a refusal with one of ``wait_codes`` is retried at the
         same node after a back-off (a condition that the group's log will change)."""
-        members = route.members[group]
+        members = route if isinstance(route, tuple) else route.members[group]
         state = self._group(group)
         deadline = time.monotonic() + self.deadline_s
         last_error = "no attempt made"
@@ -641,6 +721,34 @@ class StoreClient:
             f"cannot reach store group {group}'s leader at {','.join(members)} (last error: {last_error})"
         )
 
+    async def _call_any_member(
+        self, members: tuple[str, ...], group: int, call: Callable[[api_grpc.StoreStub, float], Awaitable[_T]]
+    ) -> _T:
+        """``call`` at the members in turn, starting at the next one round robin (a follower
+        read): a member that does not answer is skipped; after a full round, a back-off.
+        Bounded by ``deadline_s`` and ``attempts_max``."""
+        deadline = time.monotonic() + self.deadline_s
+        backoff_s = self.backoff_initial_s
+        last_error = "no attempt made"
+        for attempt in range(self.attempts_max):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            address = members[self._next_reader % len(members)]
+            self._next_reader += 1
+            try:
+                return await call(self._stub(address), min(self.attempt_timeout_s, remaining))
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in _RETRYABLE:
+                    refused = _error_code(dict(exc.trailing_metadata() or ()))
+                    raise StoreRefusedError(group, exc.code(), refused, exc.details() or "") from None
+                last_error = f"{address}: {exc.code().name}: {exc.details()}"
+            self.retries += 1
+            if (attempt + 1) % len(members) == 0:
+                await asyncio.sleep(min(backoff_s, max(0.0, deadline - time.monotonic())))
+                backoff_s = min(self.backoff_max_s, backoff_s * 2)
+        raise ClusterUnavailableError(f"no member of store group {group} served the pull ({last_error})")
+
     def _stub(self, address: str) -> api_grpc.StoreStub:
         stub = self._stubs.get(address)
         if stub is None:
@@ -649,6 +757,40 @@ class StoreClient:
             stub = api_grpc.StoreStub(channel)
             self._stubs[address] = stub
         return stub
+
+
+class _Moved(Exception):
+    """A group refused a push part as moved (WRONG_GROUP): ``blocks`` were not applied;
+    ``acknowledged``: the group's result for the parts before it, if any."""
+
+    def __init__(
+        self, acknowledged: GroupPushResult | None, blocks: dict[str, npt.NDArray[np.float32]]
+    ) -> None:
+        super().__init__(f"{len(blocks)} key(s) moved away")
+        self.acknowledged = acknowledged
+        self.blocks = blocks
+
+
+def _moved_groups(route: _Route, outcomes: Sequence[object]) -> list[int]:
+    """The groups (in ``route.keys_by_group`` order, one outcome each) that refused as
+    moved (WRONG_GROUP); any other failure is raised."""
+    moved = []
+    for group, outcome in zip(route.keys_by_group, outcomes, strict=True):
+        if isinstance(outcome, StoreRefusedError) and outcome.code == ErrorCode.WRONG_GROUP:
+            moved.append(group)
+        elif isinstance(outcome, BaseException):
+            raise outcome
+    return moved
+
+
+def _blocks_by_group(
+    route: _Route, blocks: Mapping[str, npt.NDArray[np.float32]]
+) -> dict[int, dict[str, npt.NDArray[np.float32]]]:
+    group_of = {key: group for group, keys in route.keys_by_group.items() for key in keys}
+    by_group: dict[int, dict[str, npt.NDArray[np.float32]]] = {}
+    for key, block in blocks.items():
+        by_group.setdefault(group_of[key], {})[key] = block
+    return by_group
 
 
 def _model_of(config: coordinator_api.GetConfigResponse, name: str) -> coordinator_pb.Model | None:

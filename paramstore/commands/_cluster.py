@@ -1,4 +1,6 @@
-"""``paramstore cluster add-node|remove-node|transfer-leader``: change the coordinator group.
+"""``paramstore cluster ACTION``: change the coordinator group (add-node, remove-node,
+transfer-leader) or the store groups and where shards live (add-group, remove-group,
+rebalance, moves: ``_cluster_groups``).
 
 ``add-node`` is three steps, each through the log: record the new node's address under
 ``/paramstore/coordinators/ID`` (every member dials it from then on), add it as a learner,
@@ -14,6 +16,12 @@ import time
 from typing import Any
 
 from paramstore.client import ClusterUnavailableError, CoordinatorClient, parse_addresses
+from paramstore.commands._cluster_groups import (
+    GROUP_ACTIONS,
+    add_group_parsers,
+    check_group_args,
+    run_group_action,
+)
 from paramstore.commands._common import add_coordinators_flag, fail, run_with_client
 from paramstore.server import peer_address_key
 from proto import coordinator_service_pb2 as api
@@ -24,7 +32,9 @@ _CATCHUP_POLL_S = 0.1
 
 
 def add_parser(commands: Any) -> None:
-    parser = commands.add_parser("cluster", help="change the coordinator group's membership or leader")
+    parser = commands.add_parser(
+        "cluster", help="change the coordinator group, the store groups, or where shards live"
+    )
     actions = parser.add_subparsers(dest="cluster_action", metavar="ACTION", required=True)
     add = actions.add_parser("add-node", help="add a coordinator node (started with --join)")
     add.add_argument("--id", type=int, required=True, help="the new node's id")
@@ -34,13 +44,18 @@ def add_parser(commands: Any) -> None:
     remove.add_argument("--id", type=int, required=True)
     transfer = actions.add_parser("transfer-leader", help="hand leadership to a voter")
     transfer.add_argument("--id", type=int, required=True)
-    for sub in (add, remove, transfer):
+    for sub in (add, remove, transfer, *add_group_parsers(actions)):
         add_coordinators_flag(sub)
 
 
 def run(args: argparse.Namespace) -> int:
     action = args.cluster_action
     command = f"cluster {action}"
+    if action in GROUP_ACTIONS:
+        problem = check_group_args(args)
+        if problem:
+            return fail(command, problem, 2)
+        return run_with_client(command, args, lambda client: run_group_action(client, args))
     if args.id < 1:
         return fail(command, f"--id must be a positive integer, got {args.id}", 2)
     if action == "add-node":

@@ -205,6 +205,18 @@ class LocalCluster:
         self.store_processes[(group, node_id)] = process
         return process
 
+    def add_store_group(self, replicas: int = 3) -> int:
+        """Start the processes of one more store group (next free id) on fresh ports; returns
+        its id. It serves nothing until listed (``paramstore cluster add-group``)."""
+        if replicas < 1:
+            raise ValueError(f"replicas must be >= 1, got {replicas}")
+        group = max(self.store_addresses, default=0) + 1
+        ports = free_ports(replicas)
+        self.store_addresses[group] = {i: f"127.0.0.1:{ports[i - 1]}" for i in range(1, replicas + 1)}
+        for node_id in self.store_addresses[group]:
+            self.start_store(group, node_id)
+        return group
+
     async def register_groups(self, timeout_s: float = _READY_TIMEOUT_S) -> None:
         """Add every store group to the coordinator's config (those not there yet)."""
         async with CoordinatorClient(self.client_addresses, deadline_s=timeout_s) as client:

@@ -26,6 +26,7 @@ from consensus.errors import RaftError
 from paramstore.coordinator import CoordinatorStateMachine
 from paramstore.server._coordinator_service import CoordinatorService, NotifyingStateMachine
 from paramstore.server._replica import Replica, ReplicaOptions
+from paramstore.server._shard_mover import ShardMover
 
 __all__ = ["PEER_ADDRESS_PREFIX", "CoordinatorDaemon", "peer_address_key"]
 
@@ -57,6 +58,8 @@ class CoordinatorDaemon:
         self.service = CoordinatorService(self.replica, self.machine)
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
+        # Carries out pending shard moves while this node leads (clients dial every member).
+        self.mover = ShardMover(lambda: self.replica.is_leader, sorted(set(options.peers.values())))
 
     def _register(self, server: grpc.aio.Server) -> None:
         self.service.register(server)
@@ -68,6 +71,7 @@ class CoordinatorDaemon:
             asyncio.create_task(self._follow_peer_addresses(), name="coordinator-peers"),
             asyncio.create_task(self._warn_while_leaderless(), name="coordinator-leaderless"),
         ]
+        self.mover.start()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -91,6 +95,7 @@ class CoordinatorDaemon:
         return status
 
     async def stop(self) -> None:
+        await self.mover.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

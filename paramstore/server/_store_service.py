@@ -34,8 +34,11 @@ from paramstore.shard import (
     ShardError,
     ShardResult,
     ShardStateMachine,
+    accept_parts,
     decode_result,
     decode_tensor,
+    encode_drop,
+    encode_release,
     encode_result,
 )
 from proto import shard_pb2 as shard_pb
@@ -64,6 +67,9 @@ _STATUS_OF_CODE = {
     # Retryable once the store group learns the worker / the step moves on.
     ErrorCode.NOT_A_WORKER: grpc.StatusCode.FAILED_PRECONDITION,
     ErrorCode.WRONG_STEP: grpc.StatusCode.FAILED_PRECONDITION,
+    # The client refreshes its config and sends the keys to their new group.
+    ErrorCode.WRONG_GROUP: grpc.StatusCode.FAILED_PRECONDITION,
+    ErrorCode.SHARD_BUSY: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 
@@ -77,6 +83,9 @@ class StoreServiceLimits:
     piece_bytes_max: int = 16 << 20
     pull_wait_ms_default: int = 10_000  # BSP/SSP pulls waiting for their step
     pull_wait_ms_max: int = 120_000
+    # Tensor bytes per AcceptShard part (one log entry each; slots included).
+    move_part_bytes_default: int = 8 << 20
+    move_parts_max: int = 1 << 16  # parts of one AcceptShard stream
     batcher: BatcherLimits = dataclasses.field(default_factory=BatcherLimits)
 
 
@@ -96,6 +105,7 @@ class StoreService(api_grpc.StoreServicer):
         self.group_id = group_id
         self.limits = limits or StoreServiceLimits()
         self.batcher = PushBatcher(self._propose_entry, self.limits.batcher)
+        self.pulls = {"linearizable": 0, "serializable": 0}  # served since start
         # Set (and replaced) after every applied command: pulls waiting for a step wake up.
         self._applied = asyncio.Event()
         machine.listeners.append(self._on_applied)
@@ -255,6 +265,7 @@ class StoreService(api_grpc.StoreServicer):
             )
         if not request.serializable:
             await self._barrier(context)
+        self.pulls["serializable" if request.serializable else "linearizable"] += 1
         if request.min_step or request.worker_id:
             await self._wait_ready(request, context)
         # From here to the copies: no await, so the weights are of one applied index.
@@ -348,7 +359,75 @@ class StoreService(api_grpc.StoreServicer):
             push_entries=counters["push_entries"],
             merged_entries=counters["merged_entries"],
             merged_pushes=counters["merged_pushes"],
+            linearizable_pulls=self.pulls["linearizable"],
+            serializable_pulls=self.pulls["serializable"],
         )
+
+    # ---- shard moves ----------------------------------------------------------------------------
+
+    async def ReleaseShard(
+        self, request: shard_pb.ReleaseShard, context: grpc.aio.ServicerContext
+    ) -> api.MoveResponse:
+        return await self._propose_move(
+            encode_release(request.model, request.shard, request.move_id), context
+        )
+
+    async def DropShard(
+        self, request: shard_pb.DropShard, context: grpc.aio.ServicerContext
+    ) -> api.MoveResponse:
+        return await self._propose_move(encode_drop(request.model, request.shard, request.move_id), context)
+
+    async def FetchShard(
+        self, request: api.FetchShardRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[shard_pb.AcceptShard]:
+        part_bytes = request.part_bytes_max or self.limits.move_part_bytes_default
+        if part_bytes > self.limits.push_bytes_max:
+            await _abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"part_bytes_max {part_bytes} is over {self.limits.push_bytes_max}",
+            )
+        await self._barrier(context)
+        try:
+            model, keys = self._machine.released_shard(request.model, request.shard, request.move_id)
+        except ShardError as exc:
+            await _refuse(ShardResult(exc.code, exc.message), context)
+        # Built in one go (no await): a DropShard applied meanwhile cannot tear the parts.
+        parts = list(accept_parts(model, request.shard, request.move_id, keys, part_bytes))
+        for part in parts:
+            yield part
+
+    async def AcceptShard(
+        self, request_iterator: AsyncIterator[shard_pb.AcceptShard], context: grpc.aio.ServicerContext
+    ) -> api.MoveResponse:
+        response: api.MoveResponse | None = None
+        parts = 0
+        async for part in request_iterator:
+            parts += 1
+            if parts > self.limits.move_parts_max:
+                await _abort(
+                    context, grpc.StatusCode.INVALID_ARGUMENT, f"over {self.limits.move_parts_max} parts"
+                )
+            response = await self._propose_move(
+                shard_pb.ShardCommand(accept_shard=part).SerializeToString(deterministic=True), context
+            )
+            if part.last:
+                break
+        if response is None:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "empty AcceptShard stream")
+        return response
+
+    async def _propose_move(self, data: bytes, context: grpc.aio.ServicerContext) -> api.MoveResponse:
+        await self._require_leader(context)
+        try:
+            raw = await self._replica.node.propose(data, _timeout(context))
+        except BaseException as exc:
+            await self._abort_for(exc, context)
+        assert isinstance(raw, bytes)
+        result = decode_result(raw)
+        if not result.ok:
+            await _refuse(result, context)
+        return api.MoveResponse(result=shard_pb.ShardResult.FromString(raw))
 
     # ---- helpers ------------------------------------------------------------------------------
 

@@ -15,9 +15,12 @@ Usage::
 """
 
 from paramstore.shard._codec import (
+    accept_parts,
     decode_result,
+    encode_drop,
     encode_install,
     encode_push,
+    encode_release,
     encode_result,
     encode_set_workers,
 )
@@ -60,11 +63,14 @@ __all__ = [
     "ShardStateMachine",
     "SnapshotFormatError",
     "SyncState",
+    "accept_parts",
     "block_key",
     "decode_result",
     "decode_tensor",
+    "encode_drop",
     "encode_install",
     "encode_push",
+    "encode_release",
     "encode_result",
     "encode_set_workers",
     "encode_tensor",

@@ -7,17 +7,27 @@ answers a client decodes the state machine's result with ``decode_result``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy.typing as npt
 
 from paramstore.coordinator import SyncMode
+from paramstore.shard._model import KeyState, ModelState
 from paramstore.shard._tensors import encode_tensor
 from paramstore.shard._types import ClientSequence, ErrorCode, NonFinitePolicy, Replay, ShardResult
 from proto import shard_pb2 as pb
 
-__all__ = ["decode_result", "encode_install", "encode_push", "encode_result", "encode_set_workers"]
+__all__ = [
+    "accept_parts",
+    "decode_result",
+    "encode_drop",
+    "encode_install",
+    "encode_push",
+    "encode_release",
+    "encode_result",
+    "encode_set_workers",
+]
 
 
 def encode_install(
@@ -72,6 +82,58 @@ def encode_set_workers(model: str, config_number: int, workers: Iterable[str]) -
         set_workers=pb.SetWorkers(model=model, config_number=config_number, workers=sorted(set(workers)))
     )
     return command.SerializeToString(deterministic=True)
+
+
+def encode_release(model: str, shard: int, move_id: int) -> bytes:
+    command = pb.ShardCommand(release_shard=pb.ReleaseShard(model=model, shard=shard, move_id=move_id))
+    return command.SerializeToString(deterministic=True)
+
+
+def encode_drop(model: str, shard: int, move_id: int) -> bytes:
+    command = pb.ShardCommand(drop_shard=pb.DropShard(model=model, shard=shard, move_id=move_id))
+    return command.SerializeToString(deterministic=True)
+
+
+def accept_parts(
+    model: ModelState, shard: int, move_id: int, keys: Mapping[str, KeyState], part_bytes_max: int
+) -> Iterator[pb.AcceptShard]:
+    """``keys`` (a released shard's frozen state) as AcceptShard parts of about
+    ``part_bytes_max`` tensor bytes each (a key is never split); the last part is marked, and
+    there is always one even for a shard without keys. Every part carries the definition."""
+    definition = pb.InstallKeys(
+        model=model.name,
+        optimizer_json=model.optimizer_json,
+        non_finite_policy=int(model.policy),  # type: ignore[arg-type]
+        num_shards=model.num_shards,
+        sync_mode=int(model.sync.mode),  # type: ignore[arg-type]
+        staleness_bound=model.sync.staleness_bound,
+    )
+
+    def part() -> pb.AcceptShard:
+        return pb.AcceptShard(
+            model=model.name, shard=shard, move_id=move_id, definition=definition, model_step=model.step
+        )
+
+    current = part()
+    held = 0
+    for key in sorted(keys):
+        state = keys[key]
+        nbytes = state.weights.nbytes * (1 + len(state.slots))
+        if held and held + nbytes > part_bytes_max:
+            yield current
+            current, held = part(), 0
+        current.keys.append(
+            pb.MovedKey(
+                key=key,
+                step=state.step,
+                initial_digest=state.digest,
+                weights=encode_tensor(state.weights),
+                slots=[encode_tensor(state.slots[name]) for name in model.optimizer.slot_names],
+            )
+        )
+        held += nbytes
+    current.last = True
+    yield current
 
 
 def encode_result(result: ShardResult) -> bytes:

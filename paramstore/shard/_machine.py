@@ -41,7 +41,7 @@ from google.protobuf.message import DecodeError
 from consensus.messages import Entry
 from paramstore.coordinator import SyncMode
 from paramstore.optim import OptimizerSpecError, optimizer_from_spec
-from paramstore.shard import _snapshot
+from paramstore.shard import _moves, _snapshot
 from paramstore.shard._codec import decode_result, encode_result
 from paramstore.shard._dedup import DedupTable
 from paramstore.shard._limits import ShardLimits
@@ -117,34 +117,20 @@ class ShardStateMachine:
             return self._push(command.push)
         if kind == "set_workers":
             return encode_result(self._set_workers(command.set_workers))
+        if kind == "release_shard":
+            return encode_result(
+                _moves.release(self._model(command.release_shard.model, Rejected), command.release_shard)
+            )
+        if kind == "accept_shard":
+            return encode_result(self._accept(command.accept_shard))
+        if kind == "drop_shard":
+            return encode_result(self._drop(command.drop_shard))
         raise Rejected(ErrorCode.INVALID_ARGUMENT, "command has no operation")
 
     # ---- InstallKeys ------------------------------------------------------------------------
 
     def _install(self, op: pb.InstallKeys) -> ShardResult:
-        self._check_name("model", op.model, self.limits.name_bytes_max)
-        model = self._models.get(op.model)
-        optimizer_json, policy, sync_mode = self._check_definition(op)
-        if model is None:
-            if len(self._models) >= self.limits.models_max:
-                raise Rejected(ErrorCode.RESOURCE_EXHAUSTED, f"{len(self._models)} models, the maximum")
-        else:
-            differences = [
-                what
-                for what, same in (
-                    ("optimizer", model.optimizer_json == optimizer_json),
-                    ("non-finite policy", model.policy == policy),
-                    ("num_shards", model.num_shards == op.num_shards),
-                    ("sync mode", model.sync.mode == sync_mode),
-                    ("staleness bound", model.sync.staleness_bound == op.staleness_bound),
-                )
-                if not same
-            ]
-            if differences:
-                raise Rejected(
-                    ErrorCode.SPEC_CONFLICT,
-                    f"model {_show(op.model)} exists with another {', '.join(differences)}",
-                )
+        model, created = self._definition(op)
         if len(op.keys) > self.limits.keys_per_model_max:
             raise Rejected(ErrorCode.TOO_LARGE, f"{len(op.keys)} keys, over {self.limits.keys_per_model_max}")
         new: list[tuple[str, npt.NDArray[Any], bytes]] = []
@@ -169,15 +155,18 @@ class ShardStateMachine:
                     ErrorCode.INVALID_ARGUMENT, f"initial values of {_show(item.key)} are not finite"
                 )
             digest = initial_digest(item.tensor.data)
-            existing = None if model is None else model.keys.get(item.key)
+            existing = model.keys.get(item.key)
             if existing is None:
+                moved = _moves.wrong_group(model, item.key)
+                if moved is not None:
+                    raise Rejected(*moved, keys=(item.key,))
                 new.append((item.key, values, digest))
             elif existing.digest != digest or existing.elements != values.size:
                 raise Rejected(
                     ErrorCode.SPEC_CONFLICT,
                     f"key {_show(item.key)} of model {_show(op.model)} was installed with other values",
                 )
-        held = 0 if model is None else len(model.keys)
+        held = len(model.keys)
         if held + len(new) > self.limits.keys_per_model_max:
             raise Rejected(
                 ErrorCode.RESOURCE_EXHAUSTED,
@@ -191,15 +180,48 @@ class ShardStateMachine:
                 f"{self._elements + added} elements in all, over {self.limits.elements_max}",
             )
         # ---- checked: change state
-        if model is None:
-            spec = json.loads(optimizer_json)
-            model = ModelState(op.model, optimizer_from_spec(spec), optimizer_json, policy, op.num_shards)
-            model.sync = SyncState(sync_mode, op.staleness_bound)
+        if created:
             self._models[op.model] = model
         for key, values, digest in new:
             model.add_key(key, values, digest)
         self._elements += added
         return ShardResult(ErrorCode.OK, installed=len(new), step=model.step)
+
+    def _definition(self, op: pb.InstallKeys) -> tuple[ModelState, bool]:
+        """The model ``op`` defines: the one held here (refused when it differs), or a new one
+        not added yet (True) that the caller adds once the whole command is checked."""
+        self._check_name("model", op.model, self.limits.name_bytes_max)
+        model = self._models.get(op.model)
+        optimizer_json, policy, sync_mode = self._check_definition(op)
+        if model is None:
+            if len(self._models) >= self.limits.models_max:
+                raise Rejected(ErrorCode.RESOURCE_EXHAUSTED, f"{len(self._models)} models, the maximum")
+            model = ModelState(
+                op.model,
+                optimizer_from_spec(json.loads(optimizer_json)),
+                optimizer_json,
+                policy,
+                op.num_shards,
+            )
+            model.sync = SyncState(sync_mode, op.staleness_bound)
+            return model, True
+        differences = [
+            what
+            for what, same in (
+                ("optimizer", model.optimizer_json == optimizer_json),
+                ("non-finite policy", model.policy == policy),
+                ("num_shards", model.num_shards == op.num_shards),
+                ("sync mode", model.sync.mode == sync_mode),
+                ("staleness bound", model.sync.staleness_bound == op.staleness_bound),
+            )
+            if not same
+        ]
+        if differences:
+            raise Rejected(
+                ErrorCode.SPEC_CONFLICT,
+                f"model {_show(op.model)} exists with another {', '.join(differences)}",
+            )
+        return model, False
 
     def _check_definition(self, op: pb.InstallKeys) -> tuple[str, NonFinitePolicy, SyncMode]:
         if len(op.optimizer_json) > self.limits.optimizer_json_bytes_max:
@@ -289,7 +311,9 @@ class ShardStateMachine:
         checked gradients and the keys whose gradient is not finite."""
         model = self._model(op.model, Rejected)
         covers = self._check_covers(op.covers)
-        # TODO(issue 4, later): refuse a config_number older than the group's (wrong group).
+        # Routing is checked per key against this group's own log (a key whose shard moved
+        # away is WRONG_GROUP, in ``_check_gradients``), after the dedup check: a retry of a
+        # push applied before its shard moved is acknowledged, not refused.
         applied = [c for c in covers if self._dedup.last_sequence(c.client_id) == c.sequence]
         replays = tuple(Replay(c, self._stored_result(c)) for c in applied)
         if len(applied) == len(covers):
@@ -364,6 +388,44 @@ class ShardStateMachine:
         model.step += 1
         sync.gathered.clear()
         sync.gathered_pushes = 0
+
+    # ---- shard moves (``_moves``) ------------------------------------------------------------
+
+    def _accept(self, op: pb.AcceptShard) -> ShardResult:
+        if op.definition.model != op.model or op.definition.keys:
+            raise Rejected(ErrorCode.INVALID_ARGUMENT, "definition must name the model and carry no keys")
+        model, created = self._definition(op.definition)
+        if created:
+            model.step = op.model_step
+        result, delta = _moves.accept(
+            model, op, self.limits.elements_max - self._elements, self.limits.key_elements_max
+        )
+        # ---- checked (accept changed the model only after its checks): record
+        if created:
+            self._models[op.model] = model
+        self._elements += delta
+        return result
+
+    def _drop(self, op: pb.DropShard) -> ShardResult:
+        model = self._models.get(op.model)
+        if model is None:
+            return ShardResult(ErrorCode.OK, f"no model {_show(op.model)} here: nothing to drop")
+        result, delta = _moves.drop(model, op)
+        self._elements += delta
+        return result
+
+    def released_shard(self, model: str, shard: int, move_id: int) -> tuple[ModelState, dict[str, KeyState]]:
+        """The model and the frozen keys of ``shard`` as released by ``move_id`` (read-only
+        use: the mover reads them to send to the shard's new group). ``ShardError`` when the
+        shard was not released by that move here, or its state was dropped already."""
+        state = self._model(model, ShardError)
+        moves = state.moves.get(shard)
+        if moves is None or moves.released_move != move_id or moves.released_dropped:
+            raise ShardError(
+                ErrorCode.WRONG_GROUP,
+                f"shard {shard} of model {_show(model)} holds no state of move {move_id} here",
+            )
+        return state, moves.released_keys
 
     # ---- SetWorkers -------------------------------------------------------------------------
 
@@ -443,6 +505,9 @@ class ShardStateMachine:
         for item in items:
             state = model.keys.get(item.key)
             if state is None:
+                moved = _moves.wrong_group(model, item.key)
+                if moved is not None:
+                    raise Rejected(*moved, keys=(item.key,))
                 raise Rejected(
                     ErrorCode.UNKNOWN_KEY,
                     f"model {_show(model.name)} has no key {_show(item.key)}",
@@ -546,8 +611,12 @@ class ShardStateMachine:
         return out
 
     def _key(self, model: str, key: str) -> KeyState:
-        state = self._model(model, ShardError).keys.get(key)
+        held = self._model(model, ShardError)
+        state = held.keys.get(key)
         if state is None:
+            moved = _moves.wrong_group(held, key)
+            if moved is not None:
+                raise ShardError(*moved)
             raise ShardError(ErrorCode.UNKNOWN_KEY, f"model {_show(model)} has no key {_show(key)}")
         return state
 
@@ -562,4 +631,13 @@ class ShardStateMachine:
         changes nothing) for bytes that are not a consistent state taken under these limits."""
         models, dedup = _snapshot.decode(data, self.limits)
         self._models, self._dedup = models, dedup
-        self._elements = sum(state.elements for model in models.values() for state in model.keys.values())
+        self._elements = sum(_held_elements(model) for model in models.values())
+
+
+def _held_elements(model: ModelState) -> int:
+    """Elements of every key the model holds here: served, frozen (released) and staged."""
+    total = sum(state.elements for state in model.keys.values())
+    for moves in model.moves.values():
+        total += sum(state.elements for state in moves.released_keys.values())
+        total += sum(state.elements for state in moves.staged_keys.values())
+    return total

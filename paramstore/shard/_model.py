@@ -12,7 +12,7 @@ from paramstore.optim._base import F32Array
 from paramstore.shard._sync import SyncState
 from paramstore.shard._types import NonFinitePolicy
 
-__all__ = ["KeyState", "ModelState", "initial_digest"]
+__all__ = ["KeyState", "ModelState", "ShardMoves", "initial_digest"]
 
 
 def initial_digest(values: bytes) -> bytes:
@@ -33,6 +33,29 @@ class KeyState:
 
 
 @dataclass(slots=True)
+class ShardMoves:
+    """One virtual shard's part in moves between store groups (see ``_moves``).
+
+    ``released_move`` != 0: the shard was released by that move and is not served here
+    (pushes and pulls of its keys get WRONG_GROUP); its frozen keys wait in
+    ``released_keys`` until the move's DropShard. ``staging_move`` != 0: AcceptShard parts
+    of that move are staged in ``staged_keys``, not served yet. ``accepted_move``: the move
+    whose last AcceptShard made the shard served here (repeats of it are no-ops).
+    """
+
+    released_move: int = 0
+    released_dropped: bool = False
+    released_keys: dict[str, KeyState] = field(default_factory=dict)
+    accepted_move: int = 0
+    staging_move: int = 0
+    staged_keys: dict[str, KeyState] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.released_move or self.accepted_move or self.staging_move)
+
+
+@dataclass(slots=True)
 class ModelState:
     name: str
     optimizer: Optimizer
@@ -44,6 +67,12 @@ class ModelState:
     applied_pushes: int = 0  # pushes applied (each push of a merged entry counted)
     keys: dict[str, KeyState] = field(default_factory=dict)
     sync: SyncState = field(default_factory=SyncState)
+    moves: dict[int, ShardMoves] = field(default_factory=dict)  # only shards that moved
+
+    def released(self, shard: int) -> bool:
+        """Whether ``shard`` was moved away (or is being moved away) from this group."""
+        moves = self.moves.get(shard)
+        return moves is not None and moves.released_move != 0
 
     def add_key(self, key: str, values: F32Array, digest: bytes) -> None:
         weights = np.array(values, dtype=np.float32, copy=True).reshape(-1)

@@ -3,7 +3,9 @@
 Layout: ``b"PSSHARD\\0"``, the format version (u32), the header's length (u64), all
 big-endian; the ``ShardStateHeader`` message; then for each model (by name), each key (by
 key): its weights, then its slots in the optimizer's slot order, then (a BSP model with
-pushes gathered for the step in progress) the gathered gradient sum, float32 little-endian.
+pushes gathered for the step in progress) the gathered gradient sum; then, for each shard
+that moved (by shard), its released keys and its staged keys (by key), each weights then
+slots; all float32 little-endian.
 Weights stay out of the protobuf message so that a snapshot is not bounded by protobuf's
 2 GiB message limit and is written with one copy. No checksum: storage checksums snapshots.
 """
@@ -22,14 +24,14 @@ from paramstore.coordinator import SyncMode
 from paramstore.optim import OptimizerSpecError, optimizer_from_spec
 from paramstore.shard._dedup import DedupTable
 from paramstore.shard._limits import ShardLimits
-from paramstore.shard._model import KeyState, ModelState
+from paramstore.shard._model import KeyState, ModelState, ShardMoves
 from paramstore.shard._sync import SyncState
 from paramstore.shard._types import NonFinitePolicy, SnapshotFormatError
 from proto import shard_pb2 as pb
 
 __all__ = ["SNAPSHOT_FORMAT_VERSION", "decode", "encode"]
 
-SNAPSHOT_FORMAT_VERSION = 2
+SNAPSHOT_FORMAT_VERSION = 3
 _MAGIC = b"PSSHARD\x00"
 _HEADER = struct.Struct(">8sIQ")
 _F32_LE = np.dtype("<f4")
@@ -70,6 +72,24 @@ def encode(limits: ShardLimits, models: dict[str, ModelState], dedup: DedupTable
             if model.sync.gathered_pushes:
                 gathered = model.sync.gathered.get(key)
                 arrays.append(_le(np.zeros(state.elements, np.float32) if gathered is None else gathered))
+        for shard in sorted(model.moves):
+            moves = model.moves[shard]
+            stored_shard = stored.shards.add(
+                shard=shard,
+                released_move=moves.released_move,
+                released_dropped=moves.released_dropped,
+                accepted_move=moves.accepted_move,
+                staging_move=moves.staging_move,
+            )
+            for into, held in (
+                (stored_shard.released_keys, moves.released_keys),
+                (stored_shard.staged_keys, moves.staged_keys),
+            ):
+                for key in sorted(held):
+                    state = held[key]
+                    into.add(key=key, elements=state.elements, step=state.step, initial_digest=state.digest)
+                    arrays.append(_le(state.weights))
+                    arrays.extend(_le(state.slots[slot]) for slot in model.optimizer.slot_names)
     for client_id, entry in dedup.items():
         header.sessions.add(
             client_id=client_id, last_sequence=entry.last_sequence, last_result=entry.last_result
@@ -134,23 +154,15 @@ def decode(data: bytes, limits: ShardLimits) -> tuple[dict[str, ModelState], Ded
         model.sync = _decode_sync(stored, limits)
         model.applied_pushes = stored.applied_pushes
         gathering = model.sync.gathered_pushes > 0
-        arrays_per_key = 1 + len(optimizer.slot_names) + int(gathering)
+        reader = _ArrayReader(data, offset, limits, elements_total)
         for key in stored.keys:
-            if key.elements > limits.key_elements_max:
-                raise SnapshotFormatError(f"key {key.key!r}: {key.elements} elements, over the maximum")
-            elements_total += key.elements
-            if elements_total > limits.elements_max:
-                raise SnapshotFormatError("more elements than elements_max")
-            end = offset + key.elements * _F32_BYTES * arrays_per_key
-            if end > len(data):
-                raise SnapshotFormatError(f"snapshot ends inside the arrays of key {key.key!r}")
-            arrays = np.frombuffer(data, dtype=_F32_LE, count=key.elements * arrays_per_key, offset=offset)
-            arrays = arrays.astype(np.float32).reshape(arrays_per_key, key.elements)
-            offset = end
+            arrays = reader.read(key, 1 + len(optimizer.slot_names) + int(gathering))
             slots = {slot: arrays[1 + index] for index, slot in enumerate(optimizer.slot_names)}
             model.keys[key.key] = KeyState(arrays[0], slots, key.step, key.initial_digest)
             if gathering:
                 model.sync.gathered[key.key] = arrays[-1]
+        model.moves = _decode_moves(stored, optimizer.slot_names, reader)
+        offset, elements_total = reader.offset, reader.elements_total
         models[stored.name] = model
     if offset != len(data):
         raise SnapshotFormatError(f"{len(data) - offset} bytes after the last array")
@@ -166,6 +178,59 @@ def decode(data: bytes, limits: ShardLimits) -> tuple[dict[str, ModelState], Ded
         previous = session.client_id
         dedup.record(session.client_id, session.last_sequence, session.last_result)
     return models, dedup
+
+
+class _ArrayReader:
+    """Reads the arrays section key by key, checking every bound on the way."""
+
+    def __init__(self, data: bytes, offset: int, limits: ShardLimits, elements_total: int) -> None:
+        self.data = data
+        self.offset = offset
+        self.limits = limits
+        self.elements_total = elements_total
+
+    def read(self, key: pb.StoredKey, arrays_per_key: int) -> npt.NDArray[np.float32]:
+        """``arrays_per_key`` arrays of ``key``'s element count, as rows of a fresh array."""
+        if key.elements > self.limits.key_elements_max:
+            raise SnapshotFormatError(f"key {key.key!r}: {key.elements} elements, over the maximum")
+        self.elements_total += key.elements
+        if self.elements_total > self.limits.elements_max:
+            raise SnapshotFormatError("more elements than elements_max")
+        end = self.offset + key.elements * _F32_BYTES * arrays_per_key
+        if end > len(self.data):
+            raise SnapshotFormatError(f"snapshot ends inside the arrays of key {key.key!r}")
+        arrays = np.frombuffer(
+            self.data, dtype=_F32_LE, count=key.elements * arrays_per_key, offset=self.offset
+        )
+        self.offset = end
+        return arrays.astype(np.float32).reshape(arrays_per_key, key.elements)
+
+
+def _decode_moves(
+    stored: pb.StoredModel, slot_names: tuple[str, ...], reader: _ArrayReader
+) -> dict[int, ShardMoves]:
+    shards = [s.shard for s in stored.shards]
+    if shards != sorted(set(shards)) or any(shard >= stored.num_shards for shard in shards):
+        raise SnapshotFormatError(f"model {stored.name!r}: moved shards are not sorted, unique and in range")
+    moves: dict[int, ShardMoves] = {}
+    for item in stored.shards:
+        held: list[dict[str, KeyState]] = []
+        for keys in (item.released_keys, item.staged_keys):
+            names = [k.key for k in keys]
+            if names != sorted(set(names)):
+                raise SnapshotFormatError(
+                    f"model {stored.name!r} shard {item.shard}: keys are not sorted and unique"
+                )
+            states: dict[str, KeyState] = {}
+            for key in keys:
+                arrays = reader.read(key, 1 + len(slot_names))
+                slots = {slot: arrays[1 + index] for index, slot in enumerate(slot_names)}
+                states[key.key] = KeyState(arrays[0], slots, key.step, key.initial_digest)
+            held.append(states)
+        moves[item.shard] = ShardMoves(
+            item.released_move, item.released_dropped, held[0], item.accepted_move, item.staging_move, held[1]
+        )
+    return moves
 
 
 def _decode_sync(stored: pb.StoredModel, limits: ShardLimits) -> SyncState:

@@ -34,6 +34,8 @@ class ErrorCode(enum.IntEnum):
     RESOURCE_EXHAUSTED = 12
     NOT_A_WORKER = 13
     WRONG_STEP = 14
+    WRONG_GROUP = 15
+    SHARD_BUSY = 16
 
 
 class NonFinitePolicy(enum.IntEnum):
