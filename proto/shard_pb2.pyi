@@ -25,7 +25,6 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_NOT_A_WORKER: _ClassVar[ErrorCode]
     ERROR_CODE_WRONG_STEP: _ClassVar[ErrorCode]
     ERROR_CODE_WRONG_GROUP: _ClassVar[ErrorCode]
-    ERROR_CODE_SHARD_BUSY: _ClassVar[ErrorCode]
 
 class SyncMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -62,7 +61,6 @@ ERROR_CODE_RESOURCE_EXHAUSTED: ErrorCode
 ERROR_CODE_NOT_A_WORKER: ErrorCode
 ERROR_CODE_WRONG_STEP: ErrorCode
 ERROR_CODE_WRONG_GROUP: ErrorCode
-ERROR_CODE_SHARD_BUSY: ErrorCode
 SYNC_MODE_UNSPECIFIED: SyncMode
 SYNC_MODE_BSP: SyncMode
 SYNC_MODE_SSP: SyncMode
@@ -152,21 +150,23 @@ class ReleaseShard(_message.Message):
     def __init__(self, model: _Optional[str] = ..., shard: _Optional[int] = ..., move_id: _Optional[int] = ...) -> None: ...
 
 class MovedKey(_message.Message):
-    __slots__ = ("key", "step", "initial_digest", "weights", "slots")
+    __slots__ = ("key", "step", "initial_digest", "weights", "slots", "gathered")
     KEY_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     INITIAL_DIGEST_FIELD_NUMBER: _ClassVar[int]
     WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     SLOTS_FIELD_NUMBER: _ClassVar[int]
+    GATHERED_FIELD_NUMBER: _ClassVar[int]
     key: str
     step: int
     initial_digest: bytes
     weights: Tensor
     slots: _containers.RepeatedCompositeFieldContainer[Tensor]
-    def __init__(self, key: _Optional[str] = ..., step: _Optional[int] = ..., initial_digest: _Optional[bytes] = ..., weights: _Optional[_Union[Tensor, _Mapping]] = ..., slots: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ...) -> None: ...
+    gathered: Tensor
+    def __init__(self, key: _Optional[str] = ..., step: _Optional[int] = ..., initial_digest: _Optional[bytes] = ..., weights: _Optional[_Union[Tensor, _Mapping]] = ..., slots: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., gathered: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
 
 class AcceptShard(_message.Message):
-    __slots__ = ("model", "shard", "move_id", "definition", "keys", "last", "model_step")
+    __slots__ = ("model", "shard", "move_id", "definition", "keys", "last", "model_step", "barrier_step", "barrier_pushed", "barrier_gathered_pushes")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     SHARD_FIELD_NUMBER: _ClassVar[int]
     MOVE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -174,6 +174,9 @@ class AcceptShard(_message.Message):
     KEYS_FIELD_NUMBER: _ClassVar[int]
     LAST_FIELD_NUMBER: _ClassVar[int]
     MODEL_STEP_FIELD_NUMBER: _ClassVar[int]
+    BARRIER_STEP_FIELD_NUMBER: _ClassVar[int]
+    BARRIER_PUSHED_FIELD_NUMBER: _ClassVar[int]
+    BARRIER_GATHERED_PUSHES_FIELD_NUMBER: _ClassVar[int]
     model: str
     shard: int
     move_id: int
@@ -181,7 +184,10 @@ class AcceptShard(_message.Message):
     keys: _containers.RepeatedCompositeFieldContainer[MovedKey]
     last: bool
     model_step: int
-    def __init__(self, model: _Optional[str] = ..., shard: _Optional[int] = ..., move_id: _Optional[int] = ..., definition: _Optional[_Union[InstallKeys, _Mapping]] = ..., keys: _Optional[_Iterable[_Union[MovedKey, _Mapping]]] = ..., last: _Optional[bool] = ..., model_step: _Optional[int] = ...) -> None: ...
+    barrier_step: int
+    barrier_pushed: _containers.RepeatedScalarFieldContainer[str]
+    barrier_gathered_pushes: int
+    def __init__(self, model: _Optional[str] = ..., shard: _Optional[int] = ..., move_id: _Optional[int] = ..., definition: _Optional[_Union[InstallKeys, _Mapping]] = ..., keys: _Optional[_Iterable[_Union[MovedKey, _Mapping]]] = ..., last: _Optional[bool] = ..., model_step: _Optional[int] = ..., barrier_step: _Optional[int] = ..., barrier_pushed: _Optional[_Iterable[str]] = ..., barrier_gathered_pushes: _Optional[int] = ...) -> None: ...
 
 class DropShard(_message.Message):
     __slots__ = ("model", "shard", "move_id")
@@ -250,7 +256,7 @@ class StoredKey(_message.Message):
     def __init__(self, key: _Optional[str] = ..., elements: _Optional[int] = ..., step: _Optional[int] = ..., initial_digest: _Optional[bytes] = ...) -> None: ...
 
 class StoredModel(_message.Message):
-    __slots__ = ("name", "optimizer_json", "non_finite_policy", "num_shards", "step", "skipped_pushes", "keys", "sync_mode", "staleness_bound", "workers_config", "workers", "gathered_pushes", "applied_pushes", "shards")
+    __slots__ = ("name", "optimizer_json", "non_finite_policy", "num_shards", "step", "skipped_pushes", "keys", "sync_mode", "staleness_bound", "workers_config", "workers", "gathered_pushes", "applied_pushes", "shards", "barriers")
     NAME_FIELD_NUMBER: _ClassVar[int]
     OPTIMIZER_JSON_FIELD_NUMBER: _ClassVar[int]
     NON_FINITE_POLICY_FIELD_NUMBER: _ClassVar[int]
@@ -265,6 +271,7 @@ class StoredModel(_message.Message):
     GATHERED_PUSHES_FIELD_NUMBER: _ClassVar[int]
     APPLIED_PUSHES_FIELD_NUMBER: _ClassVar[int]
     SHARDS_FIELD_NUMBER: _ClassVar[int]
+    BARRIERS_FIELD_NUMBER: _ClassVar[int]
     name: str
     optimizer_json: str
     non_finite_policy: NonFinitePolicy
@@ -279,10 +286,25 @@ class StoredModel(_message.Message):
     gathered_pushes: int
     applied_pushes: int
     shards: _containers.RepeatedCompositeFieldContainer[StoredShard]
-    def __init__(self, name: _Optional[str] = ..., optimizer_json: _Optional[str] = ..., non_finite_policy: _Optional[_Union[NonFinitePolicy, str]] = ..., num_shards: _Optional[int] = ..., step: _Optional[int] = ..., skipped_pushes: _Optional[int] = ..., keys: _Optional[_Iterable[_Union[StoredKey, _Mapping]]] = ..., sync_mode: _Optional[_Union[SyncMode, str]] = ..., staleness_bound: _Optional[int] = ..., workers_config: _Optional[int] = ..., workers: _Optional[_Iterable[_Union[StoredWorker, _Mapping]]] = ..., gathered_pushes: _Optional[int] = ..., applied_pushes: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[StoredShard, _Mapping]]] = ...) -> None: ...
+    barriers: _containers.RepeatedCompositeFieldContainer[StoredBarrier]
+    def __init__(self, name: _Optional[str] = ..., optimizer_json: _Optional[str] = ..., non_finite_policy: _Optional[_Union[NonFinitePolicy, str]] = ..., num_shards: _Optional[int] = ..., step: _Optional[int] = ..., skipped_pushes: _Optional[int] = ..., keys: _Optional[_Iterable[_Union[StoredKey, _Mapping]]] = ..., sync_mode: _Optional[_Union[SyncMode, str]] = ..., staleness_bound: _Optional[int] = ..., workers_config: _Optional[int] = ..., workers: _Optional[_Iterable[_Union[StoredWorker, _Mapping]]] = ..., gathered_pushes: _Optional[int] = ..., applied_pushes: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[StoredShard, _Mapping]]] = ..., barriers: _Optional[_Iterable[_Union[StoredBarrier, _Mapping]]] = ...) -> None: ...
+
+class StoredBarrier(_message.Message):
+    __slots__ = ("shard", "step", "pushed", "gathered_pushes", "gathered_keys")
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    PUSHED_FIELD_NUMBER: _ClassVar[int]
+    GATHERED_PUSHES_FIELD_NUMBER: _ClassVar[int]
+    GATHERED_KEYS_FIELD_NUMBER: _ClassVar[int]
+    shard: int
+    step: int
+    pushed: _containers.RepeatedScalarFieldContainer[str]
+    gathered_pushes: int
+    gathered_keys: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, shard: _Optional[int] = ..., step: _Optional[int] = ..., pushed: _Optional[_Iterable[str]] = ..., gathered_pushes: _Optional[int] = ..., gathered_keys: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StoredShard(_message.Message):
-    __slots__ = ("shard", "released_move", "released_dropped", "accepted_move", "staging_move", "released_keys", "staged_keys")
+    __slots__ = ("shard", "released_move", "released_dropped", "accepted_move", "staging_move", "released_keys", "staged_keys", "released_barrier", "staged_gathered", "last_move")
     SHARD_FIELD_NUMBER: _ClassVar[int]
     RELEASED_MOVE_FIELD_NUMBER: _ClassVar[int]
     RELEASED_DROPPED_FIELD_NUMBER: _ClassVar[int]
@@ -290,6 +312,9 @@ class StoredShard(_message.Message):
     STAGING_MOVE_FIELD_NUMBER: _ClassVar[int]
     RELEASED_KEYS_FIELD_NUMBER: _ClassVar[int]
     STAGED_KEYS_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_BARRIER_FIELD_NUMBER: _ClassVar[int]
+    STAGED_GATHERED_FIELD_NUMBER: _ClassVar[int]
+    LAST_MOVE_FIELD_NUMBER: _ClassVar[int]
     shard: int
     released_move: int
     released_dropped: bool
@@ -297,7 +322,10 @@ class StoredShard(_message.Message):
     staging_move: int
     released_keys: _containers.RepeatedCompositeFieldContainer[StoredKey]
     staged_keys: _containers.RepeatedCompositeFieldContainer[StoredKey]
-    def __init__(self, shard: _Optional[int] = ..., released_move: _Optional[int] = ..., released_dropped: _Optional[bool] = ..., accepted_move: _Optional[int] = ..., staging_move: _Optional[int] = ..., released_keys: _Optional[_Iterable[_Union[StoredKey, _Mapping]]] = ..., staged_keys: _Optional[_Iterable[_Union[StoredKey, _Mapping]]] = ...) -> None: ...
+    released_barrier: StoredBarrier
+    staged_gathered: _containers.RepeatedScalarFieldContainer[str]
+    last_move: int
+    def __init__(self, shard: _Optional[int] = ..., released_move: _Optional[int] = ..., released_dropped: _Optional[bool] = ..., accepted_move: _Optional[int] = ..., staging_move: _Optional[int] = ..., released_keys: _Optional[_Iterable[_Union[StoredKey, _Mapping]]] = ..., staged_keys: _Optional[_Iterable[_Union[StoredKey, _Mapping]]] = ..., released_barrier: _Optional[_Union[StoredBarrier, _Mapping]] = ..., staged_gathered: _Optional[_Iterable[str]] = ..., last_move: _Optional[int] = ...) -> None: ...
 
 class StoredWorker(_message.Message):
     __slots__ = ("worker_id", "clock")

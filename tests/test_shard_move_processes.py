@@ -183,3 +183,82 @@ def test_bad_group_flags_are_refused_before_anything_is_sent() -> None:
         result = run_cli("cluster", *args, "--coordinators", "127.0.0.1:1")
         assert result.returncode == 2, result
         assert expected in result.stderr, result.stderr
+
+
+@pytest.mark.slow
+def test_bsp_training_goes_on_while_its_shards_move(cluster: LocalCluster) -> None:
+    """Two BSP workers push a gradient of ones to every leaf each step while a third group is
+    added and shards move mid-step (barriers and all). Every leaf must then hold exactly the
+    weights of ``steps`` momentum updates with a gradient of one: a shard that lost, doubled
+    or skipped a step (even a zero-gradient one) would differ."""
+    import threading
+
+    import workers
+    from paramstore import optim
+
+    params = {f"leaf{i}": np.zeros(16, np.float32) for i in range(16)}
+    optimizer = workers.momentum(0.1, 0.9)
+    moved = threading.Event()
+    extra_steps = 10
+    steps_max = 2000
+
+    def train(index: int) -> tuple[int, dict[str, np.ndarray]]:
+        with workers.Worker(
+            cluster.client_addresses,
+            "bsp-moving",
+            params,
+            optimizer=optimizer,
+            sync="bsp",
+            num_shards=16,
+            worker_id=f"mover-{index}",
+            wait_for_workers=2,
+        ) as worker:
+            after_move = 0
+            for _ in range(steps_max):
+                worker.pull()
+                worker.push({name: np.ones(16, np.float32) for name in params})
+                after_move += int(moved.is_set())
+                if after_move >= extra_steps:
+                    break
+            final = {name: np.asarray(value) for name, value in worker.pull().items()}
+            return worker.step, final
+
+    results: list[tuple[int, dict[str, np.ndarray]]] = []
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            results.append(train(index))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        group = cluster.add_store_group()
+        asyncio.run(cluster.wait_for_store_leaders(WAIT_S))
+        members = ",".join(f"{i}={a}" for i, a in cluster.store_addresses[group].items())
+        added = run_cli(
+            *("cluster", "add-group", "--group", str(group), "--members", members),
+            *("--coordinators", ",".join(cluster.client_addresses), "--wait-timeout", str(WAIT_S)),
+            timeout_s=WAIT_S * 2,
+        )
+        assert added.returncode == 0, added.stdout + added.stderr
+        assert "moves: 0/" in added.stdout and "shard move(s) recorded" in added.stdout, added.stdout
+    finally:
+        moved.set()
+        for thread in threads:
+            thread.join(WAIT_S * 2)
+    assert not errors, errors
+    assert len(results) == 2
+    (steps, final), (other_steps, other_final) = results
+    assert steps == other_steps > extra_steps
+    reference = optim.optimizer_from_spec(dict(optimizer.spec()))
+    weights = np.zeros(16, np.float32)
+    slots = reference.init_slots(weights.shape)
+    for step in range(steps):
+        reference.apply(weights, np.ones(16, np.float32), slots, step)
+    for name in params:
+        np.testing.assert_array_equal(final[name], weights, err_msg=name)
+        np.testing.assert_array_equal(other_final[name], weights, err_msg=name)

@@ -175,16 +175,37 @@ def test_snapshots_mid_move_restore_the_same_state() -> None:
     )
 
 
-def test_a_bsp_model_with_live_workers_does_not_move() -> None:
-    machine = ShardStateMachine()
-    _install(machine, SyncMode.BSP)
-    assert decode_result(machine.apply_bytes(encode_set_workers("m", 1, ["w1"]))).ok
-    before = machine.snapshot()
-    busy = decode_result(machine.apply_bytes(encode_release("m", MOVED, 1)))
-    assert busy.code == ErrorCode.SHARD_BUSY and "live worker" in busy.message
-    assert machine.snapshot() == before
-    assert decode_result(machine.apply_bytes(encode_set_workers("m", 2, []))).ok
-    assert decode_result(machine.apply_bytes(encode_release("m", MOVED, 1))).ok
+def test_a_bsp_shard_moves_mid_step_with_its_barrier() -> None:
+    giver, taker, reference = ShardStateMachine(), ShardStateMachine(), ShardStateMachine()
+    for machine in (giver, reference):
+        _install(machine, SyncMode.BSP)
+    for machine in (giver, taker, reference):
+        machine.apply_bytes(encode_set_workers("m", 1, ["w1", "w2"]))
+    first, second = _grads(list(KEYS), 1), _grads(list(KEYS), 2)
+
+    def bsp_push(machine: ShardStateMachine, worker: str, grads: dict[str, np.ndarray]):
+        return decode_result(machine.apply_bytes(encode_push("m", [(worker, 1)], grads, step=0)))
+
+    assert bsp_push(giver, "w1", first).ok and bsp_push(reference, "w1", first).ok
+    _move(giver, taker, move_id=9)  # mid-step: w1 pushed for step 0, w2 not yet
+    taker.apply_bytes(encode_set_workers("m", 1, ["w1", "w2"]))
+    refused = bsp_push(giver, "w2", second)
+    assert refused.code == ErrorCode.WRONG_GROUP
+    # w2 sends the moved keys to the taker, the rest to the giver: both for step 0.
+    assert bsp_push(giver, "w2", {k: second[k] for k in STAYING}).step == 1
+    assert taker.step("m") == 0  # the moved shard still waits for w2
+    done = decode_result(
+        taker.apply_bytes(encode_push("m", [("w2", 1)], {k: second[k] for k in _shard_keys(MOVED)}, step=0))
+    )
+    assert done.ok and done.step == 1
+    assert bsp_push(reference, "w2", second).step == 1
+    expected = reference.pull("m", list(KEYS))
+    got = giver.pull("m", STAYING) | taker.pull("m", _shard_keys(MOVED))
+    for key in KEYS:
+        np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+    restored = ShardStateMachine()
+    restored.restore(taker.snapshot())
+    assert restored.snapshot() == taker.snapshot()
 
 
 @pytest.mark.parametrize(
@@ -213,3 +234,44 @@ def test_bad_accept_parts_are_refused_and_change_nothing(change, code) -> None: 
     result = decode_result(taker.apply_bytes(pb.ShardCommand(accept_shard=part).SerializeToString()))
     assert result.code == code, result
     assert taker.snapshot() == before
+
+
+def test_moving_a_shard_without_keys_leaves_the_bsp_step_alone() -> None:
+    shards = 64  # more shards than keys: some hold none
+    empty = next(s for s in range(shards) if all(shard_of(key, shards) != s for key in KEYS))
+    giver, taker = ShardStateMachine(), ShardStateMachine()
+    for machine in (giver, taker):
+        install = encode_install("m", ADAM, KEYS, shards, sync_mode=SyncMode.BSP)
+        assert decode_result(machine.apply_bytes(install)).ok
+        machine.apply_bytes(encode_set_workers("m", 1, ["w1"]))
+        push = encode_push("m", [("w1", 1)], _grads(list(KEYS), 1), step=0)
+        assert decode_result(machine.apply_bytes(push)).step == 1
+    assert decode_result(giver.apply_bytes(encode_release("m", empty, 1))).ok
+    model, keys = giver.released_shard("m", empty, 1)
+    assert keys == {}
+    for part in accept_parts(model, empty, 1, keys, 1 << 20):
+        assert decode_result(taker.apply_bytes(pb.ShardCommand(accept_shard=part).SerializeToString())).ok
+    assert taker.step("m") == giver.step("m") == 1
+
+
+def test_a_called_off_move_gives_the_shard_back_to_its_group() -> None:
+    giver = ShardStateMachine()
+    _install(giver)
+    assert _push(giver, "c", 1, _grads(list(KEYS), 1)).ok
+    before = giver.pull("m", list(KEYS))
+    assert decode_result(giver.apply_bytes(encode_release("m", MOVED, 4))).ok
+    model, keys = giver.released_shard("m", MOVED, 4)
+    for part in accept_parts(model, MOVED, 4, keys, 64):  # the giver accepts its own state back
+        assert decode_result(giver.apply_bytes(pb.ShardCommand(accept_shard=part).SerializeToString())).ok
+    after = giver.pull("m", list(KEYS))
+    for key in KEYS:
+        np.testing.assert_array_equal(after[key], before[key])
+    assert _push(giver, "c", 2, _grads(list(KEYS), 2)).ok
+    # A late retry of the called-off move's release is refused as stale, nothing changes.
+    snapshot = giver.snapshot()
+    late = decode_result(giver.apply_bytes(encode_release("m", MOVED, 3)))
+    assert late.code == ErrorCode.WRONG_GROUP and "stale" in late.message
+    assert giver.snapshot() == snapshot
+    restored = ShardStateMachine()
+    restored.restore(snapshot)
+    assert restored.snapshot() == snapshot

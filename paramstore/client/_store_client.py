@@ -345,7 +345,8 @@ class StoreClient:
     ) -> dict[int, GroupPushResult]:
         """Push the gradients of some or all leaves (leaf path -> array of the leaf's element
         count, cast to float32); one client-streaming Push per store group, in parallel.
-        ``step``: for a BSP model, the step the gradient is for (the step its pull returned).
+        ``step``: for a BSP model, the step the gradient is for (the step its pull returned);
+        leaves left out of a BSP push are sent as zeros.
         A BSP/SSP push from a client the group does not know as a worker yet (it just joined)
         is retried within the deadline.
         Returns each group's acknowledgement; raises ``PushFailedError`` when some group did
@@ -358,6 +359,12 @@ class StoreClient:
                 blocks.update(route.layout.split(path, np.ascontiguousarray(array, dtype="<f4")))
             except KeyError as exc:
                 raise ValueError(str(exc.args[0])) from None
+        if route.spec.sync_mode == SyncMode.BSP:
+            # A BSP step of a shard completes once every worker pushed to it: a leaf left out
+            # gets a zero gradient, as in single-process training, rather than stall the step.
+            for placement in route.layout.keys:
+                if placement.key not in blocks:
+                    blocks[placement.key] = np.zeros(placement.elements, np.float32)
         acknowledged: dict[int, GroupPushResult] = {}
         errors: dict[int, ClientError] = {}
         todo = blocks

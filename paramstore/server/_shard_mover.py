@@ -17,8 +17,8 @@ Two movers overlapping for a moment (an old leader that has not noticed yet) are
 for the same reason. Until step 3 the shard is served by neither group for a moment: pushes
 and pulls that reach it wait (WRONG_GROUP, then the client retries where the map says).
 
-A move that cannot proceed now stays pending and is retried on the next poll: a BSP model
-with live workers (SHARD_BUSY), a group without a leader. A move whose record no longer
+A move that cannot proceed now stays pending and is retried on the next poll (a group
+without a leader, say). A move whose record no longer
 matches the map (someone reassigned the shard by hand) is abandoned with a warning.
 """
 
@@ -135,10 +135,13 @@ class ShardMover:
             await coordinator.delete(move.key)
             return False
         if owner == move.source:
-            if move.target not in members or move.source not in members:
-                log.warning(
-                    "move %d: group %d or %d is not listed; waiting", move.move_id, move.source, move.target
-                )
+            if move.source not in members:
+                log.warning("move %d: group %d is not listed; waiting", move.move_id, move.source)
+                return False
+            if move.target not in members:  # unlisted meanwhile: the shard stays where it was
+                await self._give_back(move, members, stores)
+                await coordinator.delete(move.key)
+                log.warning("move %d: group %d is not listed: move called off", move.move_id, move.target)
                 return False
             if not await self._hand_over(move, members, stores):
                 return False
@@ -165,28 +168,38 @@ class ShardMover:
         except StoreRefusedError as exc:
             if exc.code == ErrorCode.UNKNOWN_MODEL:
                 return True  # the group holds nothing of the model: nothing to hand over
-            if exc.code == ErrorCode.SHARD_BUSY:
-                log.info("move %d: %s", move.move_id, exc)
-                return False
             raise
+        try:
+            parts = await self._call(stores, move.source, members, self._fetcher(move))
+        except StoreRefusedError as exc:
+            if exc.code == ErrorCode.WRONG_GROUP:  # dropped: a mover before us finished the hand-over
+                return True
+            raise
+        await self._call(stores, move.target, members, _acceptor(parts))
+        return True
+
+    async def _give_back(
+        self, move: ShardMove, members: dict[int, tuple[str, ...]], stores: StoreClient
+    ) -> None:
+        """Call a move off: if the giving group released the shard, it accepts its own frozen
+        state back (the same AcceptShard steps, at the giving group)."""
+        try:
+            parts = await self._call(stores, move.source, members, self._fetcher(move))
+        except StoreRefusedError as exc:
+            if exc.code in (ErrorCode.WRONG_GROUP, ErrorCode.UNKNOWN_MODEL):
+                return  # never released: nothing to give back
+            raise
+        await self._call(stores, move.source, members, _acceptor(parts))
+
+    def _fetcher(
+        self, move: ShardMove
+    ) -> Callable[[api_grpc.StoreStub, float], Awaitable[list[shard_pb.AcceptShard]]]:
         fetch = api.FetchShardRequest(model=move.model, shard=move.shard, move_id=move.move_id)
 
         async def fetch_parts(stub: api_grpc.StoreStub, timeout_s: float) -> list[shard_pb.AcceptShard]:
             return [part async for part in stub.FetchShard(fetch, timeout=timeout_s)]
 
-        try:
-            parts = await self._call(stores, move.source, members, fetch_parts)
-        except StoreRefusedError as exc:
-            if exc.code == ErrorCode.WRONG_GROUP:  # dropped: a mover before us finished the hand-over
-                return True
-            raise
-
-        async def accept(stub: api_grpc.StoreStub, timeout_s: float) -> api.MoveResponse:
-            response: api.MoveResponse = await stub.AcceptShard(_stream(parts), timeout=timeout_s)
-            return response
-
-        await self._call(stores, move.target, members, accept)
-        return True
+        return fetch_parts
 
     async def _call(
         self,
@@ -196,6 +209,16 @@ class ShardMover:
         call: Callable[[api_grpc.StoreStub, float], Awaitable[_T]],
     ) -> _T:
         return await stores.call_group(group, members[group], call)
+
+
+def _acceptor(
+    parts: list[shard_pb.AcceptShard],
+) -> Callable[[api_grpc.StoreStub, float], Awaitable[api.MoveResponse]]:
+    async def accept(stub: api_grpc.StoreStub, timeout_s: float) -> api.MoveResponse:
+        response: api.MoveResponse = await stub.AcceptShard(_stream(parts), timeout=timeout_s)
+        return response
+
+    return accept
 
 
 async def _stream(parts: list[shard_pb.AcceptShard]) -> AsyncIterator[shard_pb.AcceptShard]:

@@ -69,7 +69,6 @@ _STATUS_OF_CODE = {
     ErrorCode.WRONG_STEP: grpc.StatusCode.FAILED_PRECONDITION,
     # The client refreshes its config and sends the keys to their new group.
     ErrorCode.WRONG_GROUP: grpc.StatusCode.FAILED_PRECONDITION,
-    ErrorCode.SHARD_BUSY: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 

@@ -99,7 +99,8 @@ def accept_parts(
 ) -> Iterator[pb.AcceptShard]:
     """``keys`` (a released shard's frozen state) as AcceptShard parts of about
     ``part_bytes_max`` tensor bytes each (a key is never split); the last part is marked, and
-    there is always one even for a shard without keys. Every part carries the definition."""
+    there is always one even for a shard without keys. Every part carries the definition;
+    a BSP shard's barrier (from ``model.moves``) goes with the keys and the last part."""
     definition = pb.InstallKeys(
         model=model.name,
         optimizer_json=model.optimizer_json,
@@ -114,6 +115,8 @@ def accept_parts(
             model=model.name, shard=shard, move_id=move_id, definition=definition, model_step=model.step
         )
 
+    moves = model.moves.get(shard)
+    barrier = None if moves is None else moves.released_barrier
     current = part()
     held = 0
     for key in sorted(keys):
@@ -131,8 +134,15 @@ def accept_parts(
                 slots=[encode_tensor(state.slots[name]) for name in model.optimizer.slot_names],
             )
         )
+        gathered = None if barrier is None else barrier.gathered.get(key)
+        if gathered is not None:
+            current.keys[-1].gathered.CopyFrom(encode_tensor(gathered))
         held += nbytes
     current.last = True
+    if barrier is not None:
+        current.barrier_step = barrier.step
+        current.barrier_pushed.extend(sorted(barrier.pushed))
+        current.barrier_gathered_pushes = barrier.gathered_pushes
     yield current
 
 

@@ -46,7 +46,7 @@ from paramstore.shard._codec import decode_result, encode_result
 from paramstore.shard._dedup import DedupTable
 from paramstore.shard._limits import ShardLimits
 from paramstore.shard._model import KeyState, ModelState, initial_digest
-from paramstore.shard._sync import SyncState
+from paramstore.shard._sync import Barrier, SyncState
 from paramstore.shard._tensors import DTYPE_NAMES, decode_tensor
 from paramstore.shard._types import (
     ClientSequence,
@@ -269,6 +269,7 @@ class ShardStateMachine:
             return checked
         model, covers, gradients, non_finite = checked
         # ---- checked: change state
+        sync = model.sync
         if non_finite:
             model.skipped_pushes += 1
             result = ShardResult(
@@ -278,10 +279,9 @@ class ShardStateMachine:
                 skipped=True,
                 keys=tuple(non_finite[: self.limits.reported_keys_max]),
             )
-        elif model.sync.mode == SyncMode.BSP:
+        elif sync.mode == SyncMode.BSP:
             for key, grads in gradients:
-                model.sync.gather(key, grads, model.keys[key].elements)
-            model.sync.gathered_pushes += len(covers)
+                model.barrier(key).gather(key, grads)
             model.applied_pushes += len(covers)
         else:
             for key, grads in gradients:
@@ -290,12 +290,17 @@ class ShardStateMachine:
                 state.step += 1
             model.step += 1
             model.applied_pushes += len(covers)
-        sync = model.sync
-        for cover in covers:
-            if cover.client_id in sync.clocks:
-                sync.clocks[cover.client_id] += 1
-        if sync.mode == SyncMode.BSP and sync.bsp_complete(model.step):
-            self._complete_step(model)
+        if sync.mode == SyncMode.SSP:
+            for cover in covers:
+                if cover.client_id in sync.clocks:
+                    sync.clocks[cover.client_id] += 1
+        if sync.mode == SyncMode.BSP:
+            touched = {id(b): b for b in (model.barrier(key) for key, _ in gradients)}.values()
+            for barrier in touched:
+                barrier.pushed.update(cover.client_id for cover in covers)
+                if not non_finite:
+                    barrier.gathered_pushes += len(covers)
+            self._complete_barriers(model, touched)
         if not non_finite:
             result = ShardResult(ErrorCode.OK, step=model.step)
         encoded = encode_result(result)
@@ -335,8 +340,8 @@ class ShardStateMachine:
                 f"the dedup table holds {len(self._dedup)} clients, the maximum; "
                 f"no room for {new_clients} more",
             )
-        self._check_sync(model, covers, op.step)
         gradients = self._check_gradients(model, op.gradients)
+        self._check_sync(model, covers, op.step, [key for key, _ in gradients])
         non_finite = [key for key, grads in gradients if not np.isfinite(grads).all()]
         if non_finite and model.policy == NonFinitePolicy.REJECT:
             reported = tuple(non_finite[: self.limits.reported_keys_max])
@@ -348,46 +353,65 @@ class ShardStateMachine:
             )
         return model, covers, gradients, non_finite
 
-    def _check_sync(self, model: ModelState, covers: list[ClientSequence], step: int) -> None:
-        """BSP and SSP pushes come from the model's workers; a BSP push is for the step being
-        gathered, once per worker."""
+    def _check_sync(
+        self, model: ModelState, covers: list[ClientSequence], step: int, keys: list[str]
+    ) -> None:
+        """BSP and SSP pushes come from the model's workers; a BSP push is for the step its
+        shards are gathering, once per worker and shard."""
         sync = model.sync
         if not sync.needs_workers:
             return
         for cover in covers:
-            clock = sync.clocks.get(cover.client_id)
-            if clock is None:
+            if cover.client_id not in sync.clocks:
                 raise Rejected(
                     ErrorCode.NOT_A_WORKER,
                     f"client {_show(cover.client_id)} is not a worker of model {_show(model.name)} on this "
                     f"group ({len(sync.clocks)} workers); workers join via the coordinator: retry shortly",
                 )
-            if sync.mode == SyncMode.BSP and step != model.step:
+        if sync.mode != SyncMode.BSP:
+            return
+        seen: set[int] = set()
+        for key in keys:
+            shard = model.shard_of(key)
+            if shard in seen:
+                continue
+            seen.add(shard)
+            barrier = model.sync.barriers.get(shard) or Barrier(step=model.step)  # (not kept: a check)
+            if step != barrier.step:
                 raise Rejected(
                     ErrorCode.WRONG_STEP,
-                    f"push for step {step}, but model {_show(model.name)} is gathering step {model.step}",
+                    f"push for step {step}, but shard {shard} of model {_show(model.name)} is gathering "
+                    f"step {barrier.step}",
                 )
-            if sync.mode == SyncMode.BSP and clock > model.step:
+            again = next((c.client_id for c in covers if c.client_id in barrier.pushed), None)
+            if again is not None:
                 raise Rejected(
                     ErrorCode.WRONG_STEP,
-                    f"worker {_show(cover.client_id)} already pushed for step {model.step} of model "
-                    f"{_show(model.name)}; pull step {model.step + 1} first",
+                    f"worker {_show(again)} already pushed for step {barrier.step} of model "
+                    f"{_show(model.name)}; pull step {barrier.step + 1} first",
                 )
 
-    def _complete_step(self, model: ModelState) -> None:
-        """BSP: apply the mean of the gathered gradients to every key as one optimizer step
-        (a key nobody pushed gets a zero gradient, as in single-process training)."""
-        sync = model.sync
-        if sync.gathered_pushes:
-            scale = np.float32(1.0 / sync.gathered_pushes)
-            for key, state in model.keys.items():
-                total = sync.gathered.get(key)
-                grads = np.zeros(state.elements, np.float32) if total is None else total * scale
-                model.optimizer.apply(state.weights, grads, state.slots, state.step)
-                state.step += 1
-        model.step += 1
-        sync.gathered.clear()
-        sync.gathered_pushes = 0
+    def _complete_barriers(self, model: ModelState, barriers: Iterable[Barrier]) -> None:
+        """BSP: each complete barrier applies the mean of its gathered gradients to its
+        shard's keys as one optimizer step (a key nobody pushed gets a zero gradient, as in
+        single-process training); then the model's step is its slowest shard's."""
+        workers = model.sync.clocks
+        for barrier in barriers:
+            if not barrier.complete(workers):
+                continue
+            if barrier.gathered_pushes:
+                scale = np.float32(1.0 / barrier.gathered_pushes)
+                for key in sorted(barrier.keys):
+                    state = model.keys[key]
+                    total = barrier.gathered.get(key)
+                    grads = np.zeros(state.elements, np.float32) if total is None else total * scale
+                    model.optimizer.apply(state.weights, grads, state.slots, state.step)
+                    state.step += 1
+            barrier.step += 1
+            barrier.pushed.clear()
+            barrier.gathered.clear()
+            barrier.gathered_pushes = 0
+        model.refresh_step()
 
     # ---- shard moves (``_moves``) ------------------------------------------------------------
 
@@ -449,9 +473,11 @@ class ShardStateMachine:
             )
         # ---- checked: change state
         sync.workers_config = op.config_number
-        sync.set_workers(workers, model.step)
-        if sync.mode == SyncMode.BSP and sync.bsp_complete(model.step):
-            self._complete_step(model)
+        sync.set_workers(workers)
+        if sync.mode == SyncMode.BSP:
+            for barrier in sync.barriers.values():  # one who left and comes back pushes again
+                barrier.pushed.intersection_update(workers)
+            self._complete_barriers(model, list(sync.barriers.values()))
         return ShardResult(ErrorCode.OK, step=model.step)
 
     def _check_covers(self, covers: Iterable[pb.ClientSequence]) -> list[ClientSequence]:

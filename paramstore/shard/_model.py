@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from paramstore.coordinator import SyncMode
 from paramstore.optim import Optimizer
 from paramstore.optim._base import F32Array
-from paramstore.shard._sync import SyncState
+from paramstore.shard._keys import shard_of
+from paramstore.shard._sync import Barrier, SyncState
 from paramstore.shard._types import NonFinitePolicy
 
 __all__ = ["KeyState", "ModelState", "ShardMoves", "initial_digest"]
@@ -41,6 +43,7 @@ class ShardMoves:
     ``released_keys`` until the move's DropShard. ``staging_move`` != 0: AcceptShard parts
     of that move are staged in ``staged_keys``, not served yet. ``accepted_move``: the move
     whose last AcceptShard made the shard served here (repeats of it are no-ops).
+    ``last_move``: the newest move id seen; steps of older moves are refused.
     """
 
     released_move: int = 0
@@ -49,6 +52,12 @@ class ShardMoves:
     accepted_move: int = 0
     staging_move: int = 0
     staged_keys: dict[str, KeyState] = field(default_factory=dict)
+    # BSP: the shard's barrier while it is away (released) or arriving (its gathered sums).
+    released_barrier: Barrier | None = None
+    staged_gathered: dict[str, F32Array] = field(default_factory=dict)
+    # The newest move id applied here (move ids only grow): a step of an older move is a
+    # mover's late retry after the shard moved on, and is refused.
+    last_move: int = 0
 
     @property
     def empty(self) -> bool:
@@ -68,6 +77,26 @@ class ModelState:
     keys: dict[str, KeyState] = field(default_factory=dict)
     sync: SyncState = field(default_factory=SyncState)
     moves: dict[int, ShardMoves] = field(default_factory=dict)  # only shards that moved
+    _shards: dict[str, int] = field(default_factory=dict)  # key -> shard (a hash each: cached)
+
+    def shard_of(self, key: str) -> int:
+        shard = self._shards.get(key)
+        if shard is None:
+            shard = self._shards[key] = shard_of(key, self.num_shards)
+        return shard
+
+    def barrier(self, key: str) -> Barrier:
+        """BSP: the barrier of ``key``'s shard (created at the model's step if new)."""
+        shard = self.shard_of(key)
+        barrier = self.sync.barriers.get(shard)
+        if barrier is None:
+            barrier = self.sync.barriers[shard] = Barrier(step=self.step)
+        return barrier
+
+    def refresh_step(self) -> None:
+        """BSP: the model's step is its slowest shard's (kept when it holds no shard)."""
+        if self.sync.mode == SyncMode.BSP:
+            self.step = self.sync.bsp_step(self.step)
 
     def released(self, shard: int) -> bool:
         """Whether ``shard`` was moved away (or is being moved away) from this group."""
@@ -77,3 +106,5 @@ class ModelState:
     def add_key(self, key: str, values: F32Array, digest: bytes) -> None:
         weights = np.array(values, dtype=np.float32, copy=True).reshape(-1)
         self.keys[key] = KeyState(weights, self.optimizer.init_slots(weights.shape), 0, digest)
+        if self.sync.mode == SyncMode.BSP:
+            self.barrier(key).keys.add(key)

@@ -16,10 +16,11 @@ counts) from group A to group B:
 
 Each step is idempotent per ``move_id``, so the mover can repeat any of them after a crash.
 
-Why BSP shards of a model with live workers do not move: the BSP barrier (who pushed for
-the step, the gathered sums) belongs to the group, not to a shard, so a shard moved mid-step
-would miss or double a step at its new group. Such a release is refused with SHARD_BUSY;
-the mover retries once no worker trains the model. Async and SSP models move at any time.
+A BSP shard moves with its barrier (its step, who pushed for it, the gathered sums), so a
+move mid-step neither loses nor doubles a step: a worker whose push was refused as moved
+pushes those keys, for the same step, to the new group, whose barrier for the shard is
+still waiting for it. (SSP clocks are per group: a push rerouted after a move counts once
+more there, which can only make that worker wait a little sooner.)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import numpy.typing as npt
 from paramstore.coordinator import SyncMode
 from paramstore.shard._keys import shard_of
 from paramstore.shard._model import KeyState, ModelState, ShardMoves
+from paramstore.shard._sync import Barrier
 from paramstore.shard._tensors import decode_tensor
 from paramstore.shard._types import ErrorCode, Rejected, ShardResult
 from proto import shard_pb2 as pb
@@ -83,6 +85,7 @@ def release(model: ModelState, op: pb.ReleaseShard) -> ShardResult:
     moves = model.moves.get(op.shard)
     if moves is not None and moves.released_move == op.move_id:
         return ShardResult(ErrorCode.OK, f"shard {op.shard} was released by move {op.move_id} already")
+    _check_not_stale(model, op.shard, op.move_id, moves)
     if moves is not None and moves.released_move:
         raise Rejected(
             ErrorCode.WRONG_GROUP,
@@ -93,12 +96,6 @@ def release(model: ModelState, op: pb.ReleaseShard) -> ShardResult:
             ErrorCode.WRONG_GROUP,
             f"shard {op.shard} of model {_show(model.name)} is still arriving (move {moves.staging_move})",
         )
-    if model.sync.mode == SyncMode.BSP and model.sync.clocks:
-        raise Rejected(
-            ErrorCode.SHARD_BUSY,
-            f"model {_show(model.name)} is BSP with {len(model.sync.clocks)} live worker(s) here: its "
-            "shards move when no worker trains it (async and SSP models move at any time)",
-        )
     # ---- checked: change state
     frozen = {key: state for key, state in model.keys.items() if shard_of(key, model.num_shards) == op.shard}
     for key in frozen:
@@ -106,10 +103,22 @@ def release(model: ModelState, op: pb.ReleaseShard) -> ShardResult:
     if moves is None:
         moves = model.moves[op.shard] = ShardMoves()
     moves.released_move = op.move_id
+    moves.last_move = op.move_id
     moves.released_dropped = False
     moves.released_keys = frozen
+    moves.released_barrier = model.sync.barriers.pop(op.shard, None)
     moves.accepted_move = 0
+    model.refresh_step()
     return ShardResult(ErrorCode.OK, f"released {len(frozen)} key(s)", installed=len(frozen))
+
+
+def _check_not_stale(model: ModelState, shard: int, move_id: int, moves: ShardMoves | None) -> None:
+    if moves is not None and move_id < moves.last_move:
+        raise Rejected(
+            ErrorCode.WRONG_GROUP,
+            f"move {move_id} of shard {shard} of model {_show(model.name)} is stale: move "
+            f"{moves.last_move} came after it here",
+        )
 
 
 # ---- AcceptShard ----------------------------------------------------------------------------
@@ -124,6 +133,7 @@ def accept(
     moves = model.moves.get(op.shard)
     if moves is not None and moves.accepted_move == op.move_id:
         return ShardResult(ErrorCode.OK, f"shard {op.shard} was accepted by move {op.move_id} already"), 0
+    _check_not_stale(model, op.shard, op.move_id, moves)
     if moves is None or not moves.released_move:
         served = next((key for key in model.keys if shard_of(key, model.num_shards) == op.shard), None)
         if served is not None:
@@ -135,6 +145,7 @@ def accept(
     staged_before = {} if moves is None or restaging else moves.staged_keys
     slot_names = model.optimizer.slot_names
     incoming: dict[str, KeyState] = {}
+    gathered: dict[str, npt.NDArray[np.float32]] = {}
     for item in op.keys:
         if shard_of(item.key, model.num_shards) != op.shard:
             raise Rejected(ErrorCode.INVALID_ARGUMENT, f"key {_show(item.key)} is not on shard {op.shard}")
@@ -157,6 +168,12 @@ def accept(
                 ErrorCode.SHAPE_MISMATCH, f"key {_show(item.key)}: slots and weights differ in size"
             )
         incoming[item.key] = KeyState(weights, slots, item.step, bytes(item.initial_digest))
+        if item.HasField("gathered"):
+            gathered[item.key] = _f32(item.key, item.gathered)
+            if gathered[item.key].size != weights.size:
+                raise Rejected(
+                    ErrorCode.SHAPE_MISMATCH, f"key {_show(item.key)}: gathered and weights differ in size"
+                )
     delta = sum(state.elements for state in incoming.values())
     delta -= sum(staged_before[key].elements for key in incoming if key in staged_before)  # a repeated part
     if restaging and moves is not None:  # parts of an older move of the shard are given up
@@ -168,19 +185,33 @@ def accept(
         moves = model.moves[op.shard] = ShardMoves()
     if restaging or moves.staging_move == 0:
         moves.staged_keys = {}
+        moves.staged_gathered = {}
     moves.staging_move = op.move_id
+    moves.last_move = op.move_id
     moves.staged_keys.update(incoming)
+    moves.staged_gathered.update(gathered)
     if not op.last:
         return ShardResult(ErrorCode.OK, f"staged {len(incoming)} key(s)", installed=len(incoming)), delta
     now_served = moves.staged_keys
     model.keys.update(now_served)
+    if model.sync.mode == SyncMode.BSP and now_served:  # (a shard without keys has no barrier)
+        model.sync.barriers[op.shard] = Barrier(
+            keys=set(now_served),
+            step=op.barrier_step,
+            pushed=set(op.barrier_pushed),
+            gathered_pushes=op.barrier_gathered_pushes,
+            gathered=moves.staged_gathered,
+        )
+        model.refresh_step()
     if moves.released_move and not moves.released_dropped:  # it came back: the frozen copy is stale
         delta -= sum(state.elements for state in moves.released_keys.values())
     moves.released_move = 0
     moves.released_dropped = False
     moves.released_keys = {}
+    moves.released_barrier = None
     moves.staging_move = 0
     moves.staged_keys = {}
+    moves.staged_gathered = {}
     moves.accepted_move = op.move_id
     return ShardResult(
         ErrorCode.OK, f"serving {len(now_served)} key(s)", installed=len(now_served), step=model.step

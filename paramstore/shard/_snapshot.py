@@ -3,9 +3,10 @@
 Layout: ``b"PSSHARD\\0"``, the format version (u32), the header's length (u64), all
 big-endian; the ``ShardStateHeader`` message; then for each model (by name), each key (by
 key): its weights, then its slots in the optimizer's slot order, then (a BSP model with
-pushes gathered for the step in progress) the gathered gradient sum; then, for each shard
-that moved (by shard), its released keys and its staged keys (by key), each weights then
-slots; all float32 little-endian.
+then, for each shard that moved (by shard), its released keys and its staged keys (by key),
+each weights then slots, then the gathered sums of its released BSP barrier and of its
+staged keys; then the gathered sums of each BSP barrier (by shard, by key); all float32
+little-endian.
 Weights stay out of the protobuf message so that a snapshot is not bounded by protobuf's
 2 GiB message limit and is written with one copy. No checksum: storage checksums snapshots.
 """
@@ -25,13 +26,13 @@ from paramstore.optim import OptimizerSpecError, optimizer_from_spec
 from paramstore.shard._dedup import DedupTable
 from paramstore.shard._limits import ShardLimits
 from paramstore.shard._model import KeyState, ModelState, ShardMoves
-from paramstore.shard._sync import SyncState
+from paramstore.shard._sync import Barrier, SyncState
 from paramstore.shard._types import NonFinitePolicy, SnapshotFormatError
 from proto import shard_pb2 as pb
 
 __all__ = ["SNAPSHOT_FORMAT_VERSION", "decode", "encode"]
 
-SNAPSHOT_FORMAT_VERSION = 3
+SNAPSHOT_FORMAT_VERSION = 4
 _MAGIC = b"PSSHARD\x00"
 _HEADER = struct.Struct(">8sIQ")
 _F32_LE = np.dtype("<f4")
@@ -59,7 +60,6 @@ def encode(limits: ShardLimits, models: dict[str, ModelState], dedup: DedupTable
             sync_mode=int(model.sync.mode),
             staleness_bound=model.sync.staleness_bound,
             workers_config=model.sync.workers_config,
-            gathered_pushes=model.sync.gathered_pushes,
             applied_pushes=model.applied_pushes,
         )
         for worker in sorted(model.sync.clocks):
@@ -69,9 +69,6 @@ def encode(limits: ShardLimits, models: dict[str, ModelState], dedup: DedupTable
             stored.keys.add(key=key, elements=state.elements, step=state.step, initial_digest=state.digest)
             arrays.append(_le(state.weights))
             arrays.extend(_le(state.slots[slot]) for slot in model.optimizer.slot_names)
-            if model.sync.gathered_pushes:
-                gathered = model.sync.gathered.get(key)
-                arrays.append(_le(np.zeros(state.elements, np.float32) if gathered is None else gathered))
         for shard in sorted(model.moves):
             moves = model.moves[shard]
             stored_shard = stored.shards.add(
@@ -80,6 +77,7 @@ def encode(limits: ShardLimits, models: dict[str, ModelState], dedup: DedupTable
                 released_dropped=moves.released_dropped,
                 accepted_move=moves.accepted_move,
                 staging_move=moves.staging_move,
+                last_move=moves.last_move,
             )
             for into, held in (
                 (stored_shard.released_keys, moves.released_keys),
@@ -90,12 +88,27 @@ def encode(limits: ShardLimits, models: dict[str, ModelState], dedup: DedupTable
                     into.add(key=key, elements=state.elements, step=state.step, initial_digest=state.digest)
                     arrays.append(_le(state.weights))
                     arrays.extend(_le(state.slots[slot]) for slot in model.optimizer.slot_names)
+            if moves.released_barrier is not None:
+                _encode_barrier(stored_shard.released_barrier, shard, moves.released_barrier, arrays)
+            stored_shard.staged_gathered.extend(sorted(moves.staged_gathered))
+            arrays.extend(_le(moves.staged_gathered[key]) for key in sorted(moves.staged_gathered))
+        for shard in sorted(model.sync.barriers):
+            _encode_barrier(stored.barriers.add(), shard, model.sync.barriers[shard], arrays)
     for client_id, entry in dedup.items():
         header.sessions.add(
             client_id=client_id, last_sequence=entry.last_sequence, last_result=entry.last_result
         )
     body = header.SerializeToString(deterministic=True)
     return b"".join([_HEADER.pack(_MAGIC, SNAPSHOT_FORMAT_VERSION, len(body)), body, *arrays])
+
+
+def _encode_barrier(into: pb.StoredBarrier, shard: int, barrier: Barrier, arrays: list[memoryview]) -> None:
+    into.shard = shard
+    into.step = barrier.step
+    into.pushed.extend(sorted(barrier.pushed))
+    into.gathered_pushes = barrier.gathered_pushes
+    into.gathered_keys.extend(sorted(barrier.gathered))
+    arrays.extend(_le(barrier.gathered[key]) for key in sorted(barrier.gathered))
 
 
 def decode(data: bytes, limits: ShardLimits) -> tuple[dict[str, ModelState], DedupTable]:
@@ -153,15 +166,13 @@ def decode(data: bytes, limits: ShardLimits) -> tuple[dict[str, ModelState], Ded
         )
         model.sync = _decode_sync(stored, limits)
         model.applied_pushes = stored.applied_pushes
-        gathering = model.sync.gathered_pushes > 0
         reader = _ArrayReader(data, offset, limits, elements_total)
         for key in stored.keys:
-            arrays = reader.read(key, 1 + len(optimizer.slot_names) + int(gathering))
+            arrays = reader.read(key, 1 + len(optimizer.slot_names))
             slots = {slot: arrays[1 + index] for index, slot in enumerate(optimizer.slot_names)}
             model.keys[key.key] = KeyState(arrays[0], slots, key.step, key.initial_digest)
-            if gathering:
-                model.sync.gathered[key.key] = arrays[-1]
         model.moves = _decode_moves(stored, optimizer.slot_names, reader)
+        _decode_barriers(stored, model, reader)
         offset, elements_total = reader.offset, reader.elements_total
         models[stored.name] = model
     if offset != len(data):
@@ -205,6 +216,45 @@ class _ArrayReader:
         self.offset = end
         return arrays.astype(np.float32).reshape(arrays_per_key, key.elements)
 
+    def read_sum(self, key: str, elements: int) -> npt.NDArray[np.float32]:
+        """One gathered gradient sum of ``elements`` (not counted as held elements)."""
+        end = self.offset + elements * _F32_BYTES
+        if end > len(self.data):
+            raise SnapshotFormatError(f"snapshot ends inside the gathered sum of key {key!r}")
+        values = np.frombuffer(self.data, dtype=_F32_LE, count=elements, offset=self.offset)
+        self.offset = end
+        return values.astype(np.float32)
+
+
+def _decode_barrier(
+    stored: pb.StoredModel, item: pb.StoredBarrier, keys: dict[str, KeyState], reader: _ArrayReader
+) -> Barrier:
+    where = f"model {stored.name!r} barrier of shard {item.shard}"
+    if list(item.pushed) != sorted(set(item.pushed)) or list(item.gathered_keys) != sorted(
+        set(item.gathered_keys)
+    ):
+        raise SnapshotFormatError(f"{where}: workers or keys are not sorted and unique")
+    unknown = [key for key in item.gathered_keys if key not in keys]
+    if unknown:
+        raise SnapshotFormatError(f"{where}: sums of keys it does not hold ({unknown[:3]})")
+    gathered = {key: reader.read_sum(key, keys[key].elements) for key in item.gathered_keys}
+    return Barrier(set(keys), item.step, set(item.pushed), item.gathered_pushes, gathered)
+
+
+def _decode_barriers(stored: pb.StoredModel, model: ModelState, reader: _ArrayReader) -> None:
+    shards = [b.shard for b in stored.barriers]
+    if shards != sorted(set(shards)) or any(shard >= stored.num_shards for shard in shards):
+        raise SnapshotFormatError(f"model {stored.name!r}: barriers are not sorted, unique and in range")
+    if shards and model.sync.mode != SyncMode.BSP:
+        raise SnapshotFormatError(f"model {stored.name!r}: barriers outside BSP")
+    by_shard: dict[int, dict[str, KeyState]] = {}
+    for key, state in model.keys.items():
+        by_shard.setdefault(model.shard_of(key), {})[key] = state
+    for item in stored.barriers:
+        model.sync.barriers[item.shard] = _decode_barrier(stored, item, by_shard.get(item.shard, {}), reader)
+    if model.sync.mode == SyncMode.BSP and set(by_shard) - set(model.sync.barriers):
+        raise SnapshotFormatError(f"model {stored.name!r}: shards with keys but no barrier")
+
 
 def _decode_moves(
     stored: pb.StoredModel, slot_names: tuple[str, ...], reader: _ArrayReader
@@ -227,8 +277,25 @@ def _decode_moves(
                 slots = {slot: arrays[1 + index] for index, slot in enumerate(slot_names)}
                 states[key.key] = KeyState(arrays[0], slots, key.step, key.initial_digest)
             held.append(states)
+        released_barrier = (
+            _decode_barrier(stored, item.released_barrier, held[0], reader)
+            if item.HasField("released_barrier")
+            else None
+        )
+        unknown = [key for key in item.staged_gathered if key not in held[1]]
+        if unknown or list(item.staged_gathered) != sorted(set(item.staged_gathered)):
+            raise SnapshotFormatError(f"model {stored.name!r} shard {item.shard}: bad staged sums")
+        staged_gathered = {key: reader.read_sum(key, held[1][key].elements) for key in item.staged_gathered}
         moves[item.shard] = ShardMoves(
-            item.released_move, item.released_dropped, held[0], item.accepted_move, item.staging_move, held[1]
+            item.released_move,
+            item.released_dropped,
+            held[0],
+            item.accepted_move,
+            item.staging_move,
+            held[1],
+            released_barrier,
+            staged_gathered,
+            item.last_move,
         )
     return moves
 
@@ -242,12 +309,9 @@ def _decode_sync(stored: pb.StoredModel, limits: ShardLimits) -> SyncState:
     workers = [w.worker_id for w in stored.workers]
     if workers != sorted(set(workers)):
         raise SnapshotFormatError(f"model {stored.name!r}: workers are not sorted and unique")
-    if stored.gathered_pushes and mode != SyncMode.BSP:
-        raise SnapshotFormatError(f"model {stored.name!r}: gathered pushes outside BSP")
     return SyncState(
         mode,
         stored.staleness_bound,
         stored.workers_config,
         {w.worker_id: w.clock for w in stored.workers},
-        stored.gathered_pushes,
     )

@@ -7,11 +7,16 @@ workers therefore change only through ``SetWorkers`` entries (the store leader p
 when the coordinator's worker leases change), and each replica decides from its own log when
 a step is complete.
 
-* **BSP.** ``step`` (the model's) counts completed steps. A worker's clock is the number of
-  steps it pushed for, so it is ``step`` (not pushed yet) or ``step + 1`` (pushed). Pushes
-  for the step are summed; when every worker has pushed, the mean is applied as one
-  optimizer step to every key. A worker that leaves (its lease expired) is not waited for;
-  what it pushed for the step stays in the mean. A worker that joins starts at ``step``.
+* **BSP.** Each virtual shard has its own ``Barrier``: the step it is gathering, the
+  workers that pushed for it, and the sum of their gradients. When every worker has pushed
+  to the shard (a push touching any of its keys), the mean is applied to every key of the
+  shard as one optimizer step (a key of the shard nobody pushed gets a zero gradient). The
+  model's step is its slowest shard's. Barriers are per shard, not per group, so that a
+  shard can move to another group mid-step with its barrier (``_moves``); a client pushes
+  every key each step (``StoreClient`` fills in zeros), so a group's shards complete
+  together. A worker that leaves (its lease expired) is not waited for; what it pushed
+  stays in the mean. A worker that joins waits to be pushed for the step in progress. For
+  BSP, ``clocks`` only records who the workers are (every clock is 0).
 * **SSP(s).** Every push is applied at once; a worker's clock counts its applied pushes. A
   pull by worker w waits while ``clock[w] - min(clocks) > s``. A joining worker starts at
   the slowest worker's clock, so a join never stalls the others.
@@ -27,7 +32,31 @@ import numpy as np
 from paramstore.coordinator import SyncMode
 from paramstore.optim._base import F32Array
 
-__all__ = ["SyncState"]
+__all__ = ["Barrier", "SyncState"]
+
+
+@dataclass(slots=True)
+class Barrier:
+    """BSP: one shard's step in progress."""
+
+    keys: set[str] = field(default_factory=set)  # the shard's keys served here
+    step: int = 0  # steps the shard completed
+    pushed: set[str] = field(default_factory=set)  # workers that pushed for ``step``
+    gathered_pushes: int = 0  # pushes summed into ``gathered`` (skipped ones not)
+    gathered: dict[str, F32Array] = field(default_factory=dict)  # key -> gradient sum
+
+    def complete(self, workers: dict[str, int]) -> bool:
+        """Every worker pushed for the step (a push skipped as non-finite counts as pushed),
+        or, with no worker left, somebody's gradient was gathered."""
+        if workers:
+            return all(worker in self.pushed for worker in workers)
+        return self.gathered_pushes > 0
+
+    def gather(self, key: str, grads: F32Array) -> None:
+        total = self.gathered.get(key)
+        if total is None:
+            total = self.gathered[key] = np.zeros(grads.size, dtype=np.float32)
+        np.add(total, grads.astype(np.float32, copy=False), out=total)
 
 
 @dataclass(slots=True)
@@ -35,10 +64,8 @@ class SyncState:
     mode: SyncMode = SyncMode.ASYNC
     staleness_bound: int = 0
     workers_config: int = 0  # config number of the last SetWorkers applied
-    clocks: dict[str, int] = field(default_factory=dict)  # worker id -> clock
-    # BSP: pushes summed into ``gathered`` for the step in progress (key -> gradient sum).
-    gathered_pushes: int = 0
-    gathered: dict[str, F32Array] = field(default_factory=dict)
+    clocks: dict[str, int] = field(default_factory=dict)  # worker id -> clock (SSP)
+    barriers: dict[int, Barrier] = field(default_factory=dict)  # BSP: shard -> its barrier
 
     @property
     def needs_workers(self) -> bool:
@@ -54,20 +81,11 @@ class SyncState:
         clock = self.clocks.get(worker_id)
         return clock is None or clock - self.slowest_clock() <= self.staleness_bound
 
-    def bsp_complete(self, step: int) -> bool:
-        """BSP: whether the step in progress is complete: every worker pushed for it (a push
-        skipped as non-finite counts as pushed), or the workers that pushed all left."""
-        if not self.clocks:
-            return self.gathered_pushes > 0
-        return all(clock > step for clock in self.clocks.values())
-
-    def gather(self, key: str, grads: F32Array, elements: int) -> None:
-        total = self.gathered.get(key)
-        if total is None:
-            total = self.gathered[key] = np.zeros(elements, dtype=np.float32)
-        np.add(total, grads.astype(np.float32, copy=False), out=total)
-
-    def set_workers(self, workers: list[str], step: int) -> None:
-        """Replace the workers; joiners start at the step (BSP) or the slowest clock (SSP)."""
-        start = step if self.mode == SyncMode.BSP else self.slowest_clock()
+    def set_workers(self, workers: list[str]) -> None:
+        """Replace the workers; SSP joiners start at the slowest clock."""
+        start = 0 if self.mode == SyncMode.BSP else self.slowest_clock()
         self.clocks = {worker: self.clocks.get(worker, start) for worker in workers}
+
+    def bsp_step(self, default: int) -> int:
+        """BSP: the model's step here, its slowest shard's (``default`` without shards)."""
+        return min((barrier.step for barrier in self.barriers.values()), default=default)

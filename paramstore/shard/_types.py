@@ -35,7 +35,6 @@ class ErrorCode(enum.IntEnum):
     NOT_A_WORKER = 13
     WRONG_STEP = 14
     WRONG_GROUP = 15
-    SHARD_BUSY = 16
 
 
 class NonFinitePolicy(enum.IntEnum):
