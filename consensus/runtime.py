@@ -12,6 +12,11 @@ and ``ready()``/``advance()`` are never interleaved with other calls. Per loop t
 4. takes a snapshot of the state machine when the log has grown past a threshold;
 5. syncs the write-ahead log when the group-commit deadline has come.
 
+The tick timer runs at the configured interval divided by a ``TickRate`` factor (1 unless
+a fault test skews it). Hosts pass their transport's rate (``Transport.tick_rate``, which
+``RaftAdmin.SetTickRate`` changes); without one the node keeps a private rate of 1. A
+change takes effect at once, not after the tick already scheduled.
+
 Proposals resolve when their entry is applied (with the state machine's result); an entry
 that was overwritten by another leader's resolves with ``ProposalDroppedError``. Reads
 use ReadIndex: they resolve once the applied index has reached the read index.
@@ -51,6 +56,7 @@ from consensus.messages import (
     Role,
 )
 from consensus.storage import NodeStorage
+from consensus.tick_rate import TickRate
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +137,12 @@ class RaftNode:
         state_machine: StateMachine,
         runtime_config: RuntimeConfig | None = None,
         rng: random.Random | None = None,
+        tick_rate: TickRate | None = None,
     ) -> None:
         self.runtime_config = runtime_config or RuntimeConfig()
+        self.tick_rate = tick_rate if tick_rate is not None else TickRate()
+        self._tick_rate_changed = False
+        self._unsubscribe_tick_rate: Callable[[], None] | None = None
         self.storage = storage
         self._send = send
         self.state_machine = state_machine
@@ -166,6 +176,7 @@ class RaftNode:
             "syncs_off_loop": 0,
             "proposal_batches": 0,
             "proposals": 0,
+            "ticks": 0,
         }
 
     # ---- lifecycle ------------------------------------------------------------------------
@@ -173,11 +184,15 @@ class RaftNode:
     def start(self) -> None:
         if self._task is not None:
             raise RuntimeError("node already started")
+        self._unsubscribe_tick_rate = self.tick_rate.subscribe(self._on_tick_rate)
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"raft-node-{self.node_id}")
 
     async def stop(self) -> None:
         self._stopped = True
         self._wake.set()
+        if self._unsubscribe_tick_rate is not None:
+            self._unsubscribe_tick_rate()
+            self._unsubscribe_tick_rate = None
         if self._task is not None:
             await self._task
             self._task = None
@@ -268,16 +283,27 @@ class RaftNode:
             "snapshot_index": core.log.snapshot_index,
             "voters": list(core.conf.voters),
             "learners": list(core.conf.learners),
+            "tick_rate": self.tick_rate.factor,
             **self.counters,
         }
 
     # ---- the loop -------------------------------------------------------------------------
 
+    def _on_tick_rate(self, _factor: float) -> None:
+        self._tick_rate_changed = True
+        self._wake.set()
+
     async def _run(self) -> None:
-        tick_s = self.runtime_config.tick_interval_ms / 1000.0
+        base_tick_s = self.runtime_config.tick_interval_ms / 1000.0
+        tick_s = self.tick_rate.interval_s(base_tick_s)
         next_tick = time.monotonic() + tick_s
         try:
             while not self._stopped:
+                if self._tick_rate_changed:
+                    # A faster rate must not wait out the slow tick already scheduled.
+                    self._tick_rate_changed = False
+                    tick_s = self.tick_rate.interval_s(base_tick_s)
+                    next_tick = min(next_tick, time.monotonic() + tick_s)
                 timeout = next_tick - time.monotonic()
                 deadline = self.storage.sync_deadline()
                 if deadline is not None:
@@ -302,6 +328,7 @@ class RaftNode:
                 now = time.monotonic()
                 if now >= next_tick:
                     self.core.tick()
+                    self.counters["ticks"] += 1
                     # Catch up at most one tick: a stalled loop must not fire an election storm.
                     next_tick = max(next_tick + tick_s, now)
                 self._propose_queued()

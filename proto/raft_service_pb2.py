@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from proto import raft_pb2 as proto_dot_raft__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18proto/raft_service.proto\x12\x0fparamstore.raft\x1a\x10proto/raft.proto\"[\n\tRaftBatch\x12\x11\n\tfrom_node\x18\x01 \x01(\x04\x12\x0f\n\x07to_node\x18\x02 \x01(\x04\x12*\n\x08messages\x18\x03 \x03(\x0b\x32\x18.paramstore.raft.Message\".\n\tStreamAck\x12\x0f\n\x07\x62\x61tches\x18\x01 \x01(\x04\x12\x10\n\x08messages\x18\x02 \x01(\x04\"\xd2\x01\n\tFaultRule\x12\n\n\x02id\x18\x01 \x01(\x04\x12\r\n\x05peers\x18\x02 \x03(\x04\x12\x32\n\tdirection\x18\x03 \x01(\x0e\x32\x1f.paramstore.raft.FaultDirection\x12\x18\n\x10\x64rop_probability\x18\x04 \x01(\x01\x12\x1d\n\x15\x64uplicate_probability\x18\x05 \x01(\x01\x12\x14\n\x0c\x64\x65lay_ms_min\x18\x06 \x01(\x01\x12\x14\n\x0c\x64\x65lay_ms_max\x18\x07 \x01(\x01\x12\x11\n\tpartition\x18\x08 \x01(\x08\">\n\x12InjectFaultRequest\x12(\n\x04rule\x18\x01 \x01(\x0b\x32\x1a.paramstore.raft.FaultRule\"&\n\x13InjectFaultResponse\x12\x0f\n\x07rule_id\x18\x01 \x01(\x04\"&\n\x12\x43learFaultsRequest\x12\x10\n\x08rule_ids\x18\x01 \x03(\x04\"&\n\x13\x43learFaultsResponse\x12\x0f\n\x07\x63leared\x18\x01 \x01(\r\"\x13\n\x11ListFaultsRequest\"M\n\x12ListFaultsResponse\x12)\n\x05rules\x18\x01 \x03(\x0b\x32\x1a.paramstore.raft.FaultRule\x12\x0c\n\x04seed\x18\x02 \x01(\x04*\x86\x01\n\x0e\x46\x61ultDirection\x12\x1f\n\x1b\x46\x41ULT_DIRECTION_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x46\x41ULT_DIRECTION_OUTBOUND\x10\x01\x12\x1b\n\x17\x46\x41ULT_DIRECTION_INBOUND\x10\x02\x12\x18\n\x14\x46\x41ULT_DIRECTION_BOTH\x10\x03\x32S\n\rRaftTransport\x12\x42\n\x06Stream\x12\x1a.paramstore.raft.RaftBatch\x1a\x1a.paramstore.raft.StreamAck(\x01\x32\x96\x02\n\tRaftAdmin\x12X\n\x0bInjectFault\x12#.paramstore.raft.InjectFaultRequest\x1a$.paramstore.raft.InjectFaultResponse\x12X\n\x0b\x43learFaults\x12#.paramstore.raft.ClearFaultsRequest\x1a$.paramstore.raft.ClearFaultsResponse\x12U\n\nListFaults\x12\".paramstore.raft.ListFaultsRequest\x1a#.paramstore.raft.ListFaultsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18proto/raft_service.proto\x12\x0fparamstore.raft\x1a\x10proto/raft.proto\"[\n\tRaftBatch\x12\x11\n\tfrom_node\x18\x01 \x01(\x04\x12\x0f\n\x07to_node\x18\x02 \x01(\x04\x12*\n\x08messages\x18\x03 \x03(\x0b\x32\x18.paramstore.raft.Message\".\n\tStreamAck\x12\x0f\n\x07\x62\x61tches\x18\x01 \x01(\x04\x12\x10\n\x08messages\x18\x02 \x01(\x04\"\xd2\x01\n\tFaultRule\x12\n\n\x02id\x18\x01 \x01(\x04\x12\r\n\x05peers\x18\x02 \x03(\x04\x12\x32\n\tdirection\x18\x03 \x01(\x0e\x32\x1f.paramstore.raft.FaultDirection\x12\x18\n\x10\x64rop_probability\x18\x04 \x01(\x01\x12\x1d\n\x15\x64uplicate_probability\x18\x05 \x01(\x01\x12\x14\n\x0c\x64\x65lay_ms_min\x18\x06 \x01(\x01\x12\x14\n\x0c\x64\x65lay_ms_max\x18\x07 \x01(\x01\x12\x11\n\tpartition\x18\x08 \x01(\x08\">\n\x12InjectFaultRequest\x12(\n\x04rule\x18\x01 \x01(\x0b\x32\x1a.paramstore.raft.FaultRule\"&\n\x13InjectFaultResponse\x12\x0f\n\x07rule_id\x18\x01 \x01(\x04\"&\n\x12\x43learFaultsRequest\x12\x10\n\x08rule_ids\x18\x01 \x03(\x04\"&\n\x13\x43learFaultsResponse\x12\x0f\n\x07\x63leared\x18\x01 \x01(\r\"\x13\n\x11ListFaultsRequest\"M\n\x12ListFaultsResponse\x12)\n\x05rules\x18\x01 \x03(\x0b\x32\x1a.paramstore.raft.FaultRule\x12\x0c\n\x04seed\x18\x02 \x01(\x04\"$\n\x12SetTickRateRequest\x12\x0e\n\x06\x66\x61\x63tor\x18\x01 \x01(\x01\"N\n\x13SetTickRateResponse\x12\x17\n\x0fprevious_factor\x18\x01 \x01(\x01\x12\x0e\n\x06\x66\x61\x63tor\x18\x02 \x01(\x01\x12\x0e\n\x06\x64riven\x18\x03 \x01(\x08*\x86\x01\n\x0e\x46\x61ultDirection\x12\x1f\n\x1b\x46\x41ULT_DIRECTION_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x46\x41ULT_DIRECTION_OUTBOUND\x10\x01\x12\x1b\n\x17\x46\x41ULT_DIRECTION_INBOUND\x10\x02\x12\x18\n\x14\x46\x41ULT_DIRECTION_BOTH\x10\x03\x32S\n\rRaftTransport\x12\x42\n\x06Stream\x12\x1a.paramstore.raft.RaftBatch\x1a\x1a.paramstore.raft.StreamAck(\x01\x32\xf0\x02\n\tRaftAdmin\x12X\n\x0bInjectFault\x12#.paramstore.raft.InjectFaultRequest\x1a$.paramstore.raft.InjectFaultResponse\x12X\n\x0b\x43learFaults\x12#.paramstore.raft.ClearFaultsRequest\x1a$.paramstore.raft.ClearFaultsResponse\x12U\n\nListFaults\x12\".paramstore.raft.ListFaultsRequest\x1a#.paramstore.raft.ListFaultsResponse\x12X\n\x0bSetTickRate\x12#.paramstore.raft.SetTickRateRequest\x1a$.paramstore.raft.SetTickRateResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.raft_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FAULTDIRECTION']._serialized_start=702
-  _globals['_FAULTDIRECTION']._serialized_end=836
+  _globals['_FAULTDIRECTION']._serialized_start=820
+  _globals['_FAULTDIRECTION']._serialized_end=954
   _globals['_RAFTBATCH']._serialized_start=63
   _globals['_RAFTBATCH']._serialized_end=154
   _globals['_STREAMACK']._serialized_start=156
@@ -52,8 +52,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTFAULTSREQUEST']._serialized_end=620
   _globals['_LISTFAULTSRESPONSE']._serialized_start=622
   _globals['_LISTFAULTSRESPONSE']._serialized_end=699
-  _globals['_RAFTTRANSPORT']._serialized_start=838
-  _globals['_RAFTTRANSPORT']._serialized_end=921
-  _globals['_RAFTADMIN']._serialized_start=924
-  _globals['_RAFTADMIN']._serialized_end=1202
+  _globals['_SETTICKRATEREQUEST']._serialized_start=701
+  _globals['_SETTICKRATEREQUEST']._serialized_end=737
+  _globals['_SETTICKRATERESPONSE']._serialized_start=739
+  _globals['_SETTICKRATERESPONSE']._serialized_end=817
+  _globals['_RAFTTRANSPORT']._serialized_start=956
+  _globals['_RAFTTRANSPORT']._serialized_end=1039
+  _globals['_RAFTADMIN']._serialized_start=1042
+  _globals['_RAFTADMIN']._serialized_end=1410
 # @@protoc_insertion_point(module_scope)

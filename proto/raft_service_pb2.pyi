@@ -92,3 +92,19 @@ class ListFaultsResponse(_message.Message):
     rules: _containers.RepeatedCompositeFieldContainer[FaultRule]
     seed: int
     def __init__(self, rules: _Optional[_Iterable[_Union[FaultRule, _Mapping]]] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class SetTickRateRequest(_message.Message):
+    __slots__ = ("factor",)
+    FACTOR_FIELD_NUMBER: _ClassVar[int]
+    factor: float
+    def __init__(self, factor: _Optional[float] = ...) -> None: ...
+
+class SetTickRateResponse(_message.Message):
+    __slots__ = ("previous_factor", "factor", "driven")
+    PREVIOUS_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    FACTOR_FIELD_NUMBER: _ClassVar[int]
+    DRIVEN_FIELD_NUMBER: _ClassVar[int]
+    previous_factor: float
+    factor: float
+    driven: bool
+    def __init__(self, previous_factor: _Optional[float] = ..., factor: _Optional[float] = ..., driven: _Optional[bool] = ...) -> None: ...

@@ -126,6 +126,11 @@ class RaftAdminStub:
                 request_serializer=proto_dot_raft__service__pb2.ListFaultsRequest.SerializeToString,
                 response_deserializer=proto_dot_raft__service__pb2.ListFaultsResponse.FromString,
                 _registered_method=True)
+        self.SetTickRate = channel.unary_unary(
+                '/paramstore.raft.RaftAdmin/SetTickRate',
+                request_serializer=proto_dot_raft__service__pb2.SetTickRateRequest.SerializeToString,
+                response_deserializer=proto_dot_raft__service__pb2.SetTickRateResponse.FromString,
+                _registered_method=True)
 
 
 class RaftAdminServicer:
@@ -153,6 +158,15 @@ class RaftAdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetTickRate(self, request, context):
+        """Scales how fast this node's Raft tick timer runs (a skewed clock, for fault tests):
+        factor 4 ticks four times as often, 0.25 a quarter as often, 1 restores the configured
+        rate. Refused with INVALID_ARGUMENT outside [0.1, 10]. A restarted node ticks at 1.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RaftAdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -170,6 +184,11 @@ def add_RaftAdminServicer_to_server(servicer, server):
                     servicer.ListFaults,
                     request_deserializer=proto_dot_raft__service__pb2.ListFaultsRequest.FromString,
                     response_serializer=proto_dot_raft__service__pb2.ListFaultsResponse.SerializeToString,
+            ),
+            'SetTickRate': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTickRate,
+                    request_deserializer=proto_dot_raft__service__pb2.SetTickRateRequest.FromString,
+                    response_serializer=proto_dot_raft__service__pb2.SetTickRateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -255,6 +274,33 @@ class RaftAdmin:
             '/paramstore.raft.RaftAdmin/ListFaults',
             proto_dot_raft__service__pb2.ListFaultsRequest.SerializeToString,
             proto_dot_raft__service__pb2.ListFaultsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTickRate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/paramstore.raft.RaftAdmin/SetTickRate',
+            proto_dot_raft__service__pb2.SetTickRateRequest.SerializeToString,
+            proto_dot_raft__service__pb2.SetTickRateResponse.FromString,
             options,
             channel_credentials,
             insecure,

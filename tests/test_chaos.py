@@ -1,9 +1,11 @@
-"""The chaos harness end to end: a short seeded run over real processes passes, and runs
-against clusters with planted bugs (tests/bugs/sitecustomize.py) are caught."""
+"""The chaos harness end to end: a short seeded run over real processes passes, so does one
+of only the partition-shape and clock-skew nemeses, and runs against clusters with planted
+bugs (tests/bugs/sitecustomize.py) are caught."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import subprocess
 import sys
@@ -54,6 +56,37 @@ def test_a_short_seeded_chaos_run_passes_and_writes_its_report(tmp_path: Path) -
         assert (report.parent / name).is_file(), name
     assert (report.parent / "logs").is_dir()
     assert "PASS" in run.stderr and "FAIL " not in run.stderr
+
+
+def test_bridge_majorities_ring_and_skew_strike_a_local_cluster_and_it_passes(tmp_path: Path) -> None:
+    # Seed 3 draws bridge, skew, majorities-ring for the first three faults.
+    run = _chaos_cli(
+        "--nemeses", "bridge,majorities-ring,skew", "--seed", "3", "--groups", "1",
+        "--duration", "6.5", "--fault-s", "1.5", "--gap-s", "0.5", "--dir", str(tmp_path),
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    last = run.stdout.strip().splitlines()[-1]
+    match = re.fullmatch(r"operations=\d+ faults=\d+ violations=0 result=OK report=(\S+)", last)
+    assert match, last
+    faults = json.loads((Path(match.group(1)).parent / "faults.json").read_text())
+    assert not any(f["detail"].startswith("could not inject") for f in faults), faults
+    assert not any("no tick timer" in f["detail"] for f in faults), faults
+    assert {"bridge", "majorities-ring", "skew"} <= {f["name"] for f in faults}, faults
+    details = " | ".join(f["detail"] for f in faults)
+    assert re.search(r"bridge .* through node \d: cut \d-\d", details), details
+    assert re.search(r"majorities ring \d-\d-\d in .*: cut \d-\d", details), details
+    assert re.search(r"ticks (fast|slow), at [\d.]+x the normal rate", details), details
+
+
+def _chaos_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "paramstore.cli", "chaos", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        cwd=REPO_ROOT,
+    )
 
 
 def _run_with_bug(tmp_path: Path, bug: str, nemeses: tuple[str, ...], duration_s: float) -> ChaosOutcome:

@@ -9,7 +9,8 @@
 
 Wire schema: ``proto/raft_service.proto``. Each node keeps one client-streaming
 ``RaftTransport.Stream`` call open to each peer and writes ``RaftBatch`` messages on it.
-``AdminClient`` drives another node's fault rules through ``RaftAdmin``.
+``AdminClient`` drives another node's fault rules through ``RaftAdmin``, and its tick rate
+(``SetTickRate``: the ``RaftNode`` sending through ``transport.send`` ticks faster or slower).
 """
 
 from consensus.transport._admin import AdminClient, fault_rule_from_proto, fault_rule_to_proto

@@ -1,4 +1,4 @@
-"""The ``RaftAdmin`` service (fault injection over gRPC) and a small client for it."""
+"""The ``RaftAdmin`` service (fault injection and tick skew over gRPC) and a small client for it."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from types import TracebackType
 
 import grpc
 
+from consensus.tick_rate import TickRate, TickRateError
 from consensus.transport._errors import FaultRuleError
 from consensus.transport._faults import FaultDirection, FaultInjector, FaultRule
 from proto import raft_service_pb2, raft_service_pb2_grpc
@@ -50,10 +51,11 @@ def fault_rule_from_proto(proto: raft_service_pb2.FaultRule) -> FaultRule:
 
 
 class AdminServicer(raft_service_pb2_grpc.RaftAdminServicer):
-    """Serves one transport's ``FaultInjector``."""
+    """Serves one transport's ``FaultInjector`` and ``TickRate``."""
 
-    def __init__(self, faults: FaultInjector) -> None:
+    def __init__(self, faults: FaultInjector, tick_rate: TickRate | None = None) -> None:
         self._faults = faults
+        self._tick_rate = tick_rate if tick_rate is not None else TickRate()
 
     async def InjectFault(
         self, request: raft_service_pb2.InjectFaultRequest, context: grpc.aio.ServicerContext
@@ -77,9 +79,21 @@ class AdminServicer(raft_service_pb2_grpc.RaftAdminServicer):
         rules = [fault_rule_to_proto(rule_id, rule) for rule_id, rule in self._faults.rules()]
         return raft_service_pb2.ListFaultsResponse(rules=rules, seed=self._faults.seed)
 
+    async def SetTickRate(
+        self, request: raft_service_pb2.SetTickRateRequest, context: grpc.aio.ServicerContext
+    ) -> raft_service_pb2.SetTickRateResponse:
+        try:
+            previous = self._tick_rate.set(request.factor)
+        except TickRateError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"SetTickRateRequest.factor: {exc}")
+            raise  # not reached: abort raises
+        return raft_service_pb2.SetTickRateResponse(
+            previous_factor=previous, factor=self._tick_rate.factor, driven=self._tick_rate.driven
+        )
+
 
 class AdminClient:
-    """Drives the fault rules of the transport listening at ``address``.
+    """Drives the fault rules and the tick rate of the transport listening at ``address``.
 
     Every call has a deadline of ``timeout_s``. Use as ``async with AdminClient(addr) as admin``.
     A rule the node refuses raises ``grpc.aio.AioRpcError`` with INVALID_ARGUMENT.
@@ -111,6 +125,13 @@ class AdminClient:
             raft_service_pb2.ListFaultsRequest(), timeout=self.timeout_s
         )
         return [(proto.id, fault_rule_from_proto(proto)) for proto in response.rules]
+
+    async def set_tick_rate(self, factor: float) -> raft_service_pb2.SetTickRateResponse:
+        """Scale the node's tick timer (1 restores it); INVALID_ARGUMENT outside [0.1, 10]."""
+        response: raft_service_pb2.SetTickRateResponse = await self._stub.SetTickRate(
+            raft_service_pb2.SetTickRateRequest(factor=factor), timeout=self.timeout_s
+        )
+        return response
 
     async def close(self) -> None:
         await self._channel.close()

@@ -14,6 +14,7 @@ import grpc
 
 from consensus.codec import encode_message
 from consensus.messages import Message
+from consensus.tick_rate import TickRate
 from consensus.transport._admin import AdminServicer
 from consensus.transport._config import TransportConfig
 from consensus.transport._errors import MessageTooLargeError, TransportError
@@ -44,6 +45,8 @@ class Transport:
       or, when none is given, into the bounded ``inbound`` queue.
     * Fault rules (``inject_fault``, or the ``RaftAdmin`` service on the same port) drop,
       duplicate, delay or cut off messages on chosen links, deterministically from ``seed``.
+    * ``tick_rate`` (or ``RaftAdmin.SetTickRate``) speeds up or slows down the tick timer of
+      the ``RaftNode`` that sends through this transport: a skewed clock, for fault tests.
     * ``counters()`` reports what moved and what was dropped, and why, per peer.
 
     Not thread-safe: call everything from the event loop that ran ``start``.
@@ -72,6 +75,9 @@ class Transport:
         self.faults = FaultInjector(
             node_id, seed, self.config.fault_rules_max, self.config.fault_delay_ms_max
         )
+        # The tick rate of the Raft node this transport carries (``RaftAdmin.SetTickRate``):
+        # a ``RaftNode`` whose ``send`` is this transport's follows it.
+        self.tick_rate = TickRate()
         self.inbound: asyncio.Queue[Message] = asyncio.Queue(maxsize=self.config.inbound_queue_messages_max)
         self._stats = TransportStats()
         self._drop_log = DropLog(log, self.config.drop_log_interval_ms / 1000.0)
@@ -106,7 +112,9 @@ class Transport:
             (grpc.method_handlers_generic_handler(TRANSPORT_SERVICE_NAME, handlers),)
         )
         if self.config.admin_service:
-            raft_service_pb2_grpc.add_RaftAdminServicer_to_server(AdminServicer(self.faults), server)
+            raft_service_pb2_grpc.add_RaftAdminServicer_to_server(
+                AdminServicer(self.faults, self.tick_rate), server
+            )
         for register in self._services:
             register(server)
         try:

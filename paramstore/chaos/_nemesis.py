@@ -1,224 +1,167 @@
-"""Nemeses: the faults a chaos run injects into a ``LocalCluster``'s real processes.
+"""Nemeses: the faults a chaos run injects into a cluster's real processes.
 
-* ``kill``: kill -9 a random node (coordinator or store), restart it when the fault ends;
-* ``pause``: SIGSTOP a random node, SIGCONT it when the fault ends;
-* ``leader``: kill -9 the current leader of a random group (the coordinator group or a
-  store group), restart it when the fault ends;
-* ``partition``: cut one random node of a random group off from its peers (every Raft
-  message in and out dropped, through the node's ``RaftAdmin`` fault rules), or split a
-  store group so that its leader is in the minority; healed when the fault ends;
-* ``isolate-leader``: cut the current leader of a random group off from its peers (it may
-  keep believing it leads for a while: the case ReadIndex exists for);
-* ``links``: delay (5-50 ms), drop (10%) and duplicate (10%) the messages of a random node.
+* ``kill``: kill -9 a node (coordinator or store), restart it when the fault ends;
+* ``pause``: SIGSTOP a node, SIGCONT it when the fault ends;
+* ``leader``: kill -9 the current leader of a group (the coordinator group or a store
+  group), restart it when the fault ends;
+* ``partition``: cut one node of a group off from its peers (every Raft message in and out
+  dropped, through the node's ``RaftAdmin`` fault rules); half the time the leader;
+* ``isolate-leader``: cut the current leader of a group off from its peers (it may keep
+  believing it leads for a while: the case ReadIndex exists for);
+* ``links``: delay (5-50 ms), drop (10%) and duplicate (10%) the messages of a node;
+* ``bridge``: split a group in two sides that reach each other only through one node;
+* ``majorities-ring``: cut a group's links so that every node sees a majority and no two
+  see the same one (the shapes are described in ``_shapes.py``);
+* ``skew``: one node's Raft tick timer runs fast or slow (``RaftAdmin.SetTickRate``; a
+  factor of 0.25x..4x drawn from the seed unless given), as a skewed clock would make it.
 
-A ``Schedule`` draws, from one seed, which nemesis strikes when and where: faults of
-``fault_s`` seconds separated by quiet gaps of ``gap_s``; every fault is healed before the
-next one starts and at the end of the run, so a run always ends on a healthy cluster.
-Every fault becomes a ``FaultWindow`` (name, start, end, what was done) for the report.
+Without a target a nemesis draws its group and node from the seed; a scripted fault may
+pin them (``_targets.py``). Every fault records how to undo it, and ``heal`` does that:
+restart, SIGCONT, clear the fault rules, tick at the normal rate.
 """
 
 from __future__ import annotations
 
-import asyncio
+import functools
+import inspect
 import logging
+import math
 import random
 import signal
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable
 
-import grpc
-
-from paramstore.commands._up import LocalCluster, _store_leader
+from paramstore.chaos._catalogue import CATALOGUE
+from paramstore.chaos._shapes import Cuts, bridge, cut_links, majorities_ring
+from paramstore.chaos._targets import Target
+from paramstore.chaos._views import ClusterView, Node, node_name
 from proto import raft_service_pb2 as raft_api
-from proto import raft_service_pb2_grpc as raft_grpc
 
-__all__ = ["NEMESES", "FaultRecord", "Schedule"]
+__all__ = ["Nemeses", "draw_skew_factor"]
 
 log = logging.getLogger("paramstore.chaos")
 
-NEMESES = ("kill", "pause", "leader", "partition", "isolate-leader", "links")
-
-Node = tuple[int, int]  # (group, node id); group 0 = the coordinators
-
-
-@dataclass
-class FaultRecord:
-    name: str
-    start: float
-    end: float | None
-    detail: str
+# How to undo one step of a fault: a plain call or a coroutine function.
+Heal = Callable[[], object]
 
 
-class _Cluster:
-    """The fault-side view of a LocalCluster: its nodes, their processes and addresses."""
-
-    def __init__(self, cluster: LocalCluster) -> None:
-        self.cluster = cluster
-
-    def nodes(self) -> list[Node]:
-        coordinators = [(0, n) for n in self.cluster.addresses]
-        stores = [(g, n) for g, members in self.cluster.store_addresses.items() for n in members]
-        return coordinators + stores
-
-    def groups(self) -> list[int]:
-        return [0, *self.cluster.store_addresses]
-
-    def members(self, group: int) -> dict[int, str]:
-        return dict(self.cluster.addresses) if group == 0 else dict(self.cluster.store_addresses[group])
-
-    def process(self, node: Node) -> Any:
-        group, node_id = node
-        return self.cluster.processes.get(node_id) if group == 0 else self.cluster.store_processes.get(node)
-
-    def kill(self, node: Node) -> None:
-        process = self.process(node)
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            process.wait(timeout=10)
-
-    def restart(self, node: Node) -> None:
-        process = self.process(node)
-        if process is not None and process.poll() is None:
-            return
-        group, node_id = node
-        if group == 0:
-            self.cluster.start_node(node_id)
-        else:
-            self.cluster.start_store(group, node_id)
-
-    def signal(self, node: Node, signum: int) -> None:
-        process = self.process(node)
-        if process is not None and process.poll() is None:
-            process.send_signal(signum)
-
-    async def leader(self, group: int) -> int:
-        if group == 0:
-            try:
-                return await asyncio.wait_for(self.cluster.wait_for_leader(3.0), 4.0)
-            except (TimeoutError, RuntimeError):
-                return 0
-        return await _store_leader(list(self.members(group).values()))
-
-    async def inject(self, node: Node, rule: raft_api.FaultRule) -> None:
-        address = self.members(node[0])[node[1]]
-        async with grpc.aio.insecure_channel(address) as channel:
-            await raft_grpc.RaftAdminStub(channel).InjectFault(
-                raft_api.InjectFaultRequest(rule=rule), timeout=2.0
-            )
-
-    async def clear(self, node: Node) -> None:
-        address = self.members(node[0])[node[1]]
-        try:
-            async with grpc.aio.insecure_channel(address) as channel:
-                await raft_grpc.RaftAdminStub(channel).ClearFaults(raft_api.ClearFaultsRequest(), timeout=2.0)
-        except grpc.aio.AioRpcError as exc:  # a node that was restarted meanwhile has no rules
-            log.info("clear faults on %s: %s", node, exc.code().name)
+def draw_skew_factor(rng: random.Random) -> float:
+    """Fast or slow with equal chance, by 1.5x to 4x: never so close to 1 that it is no fault."""
+    magnitude = 2 ** rng.uniform(math.log2(1.5), 2.0)
+    return round(magnitude if rng.random() < 0.5 else 1 / magnitude, 2)
 
 
-class Schedule:
-    """Runs the seeded fault schedule until ``stop``; ``faults`` is the record of it."""
+class Nemeses:
+    """Strikes one fault at a time on ``view`` and remembers how to heal it."""
 
-    def __init__(
-        self,
-        cluster: LocalCluster,
-        nemeses: Sequence[str],
-        seed: int,
-        now: Callable[[], float],
-        *,
-        fault_s: float = 3.0,
-        gap_s: float = 2.0,
-    ) -> None:
-        unknown = sorted(set(nemeses) - set(NEMESES))
-        if unknown:
-            raise ValueError(f"unknown nemesis {unknown}; expected some of {', '.join(NEMESES)}")
-        self.view = _Cluster(cluster)
-        self.nemeses = list(nemeses)
-        self.rng = random.Random(seed)
-        self.now = now
-        self.fault_s = fault_s
-        self.gap_s = gap_s
-        self.faults: list[FaultRecord] = []
-        self._heal: Callable[[], Any] | None = None
+    def __init__(self, view: ClusterView, rng: random.Random) -> None:
+        self.view = view
+        self.rng = rng
+        self._heal: list[Heal] = []
 
-    async def run(self, stop: asyncio.Event) -> None:
-        if not self.nemeses:
-            await stop.wait()
-            return
-        while not stop.is_set():
-            if await _wait(stop, self.gap_s):
-                break
-            name = self.rng.choice(self.nemeses)
-            record = FaultRecord(name, self.now(), None, "")
-            try:
-                record.detail = await getattr(self, f"_{name.replace('-', '_')}")()
-            except (grpc.aio.AioRpcError, OSError, RuntimeError) as exc:
-                record.detail = f"could not inject: {exc}"
-            self.faults.append(record)
-            log.info("fault %s: %s", name, record.detail)
-            await _wait(stop, self.fault_s)
-            await self.heal()
-            record.end = self.now()
+    async def strike(self, name: str, target: Target | None = None, factor: float | None = None) -> str:
+        """Inject fault ``name`` (healing the previous one first); returns what was done."""
+        if name not in CATALOGUE:
+            raise ValueError(f"unknown nemesis {name!r}; expected one of {', '.join(CATALOGUE)}")
+        await self.heal()
+        if name == "skew":
+            return await self._skew(target, factor)
+        method: Callable[[Target | None], Awaitable[str]] = getattr(self, f"_{name.replace('-', '_')}")
+        return await method(target)
 
     async def heal(self) -> None:
-        heal, self._heal = self._heal, None
-        if heal is not None:
-            result = heal()
-            if asyncio.iscoroutine(result):
-                await result
+        """Undo the current fault (every step of it, even if one fails)."""
+        heals, self._heal = self._heal, []
+        for heal in heals:
+            try:
+                result = heal()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:  # one failed step must not leave the others undone
+                log.warning("healing a fault: %s", exc)
 
-    # ---- the nemeses ------------------------------------------------------------------------
+    # ---- choosing where ------------------------------------------------------------------------
 
-    async def _kill(self) -> str:
-        node = self.rng.choice(self.view.nodes())
+    def _group(self, target: Target | None) -> int:
+        return self.rng.choice(self.view.groups()) if target is None else target.group
+
+    async def _node(self, target: Target | None) -> Node | None:
+        """The node a one-node nemesis acts on; None when the target's leader is not known."""
+        if target is None:
+            return self.rng.choice(self.view.nodes())
+        if target.kind == "node":
+            return (target.group, target.node)
+        if target.kind == "leader":
+            leader = await self.view.leader(target.group)
+            return (target.group, leader) if leader else None
+        return (target.group, self.rng.choice(sorted(self.view.members(target.group))))
+
+    # ---- process faults --------------------------------------------------------------------------
+
+    async def _kill(self, target: Target | None) -> str:
+        node = await self._node(target)
+        if node is None:
+            return f"{target} had no leader to kill"
         self.view.kill(node)
-        self._heal = lambda: self.view.restart(node)
-        return f"kill -9 {_name(node)}"
+        self._heal.append(functools.partial(self.view.restart, node))
+        return f"kill -9 {node_name(node)}"
 
-    async def _pause(self) -> str:
-        node = self.rng.choice(self.view.nodes())
-        self.view.signal(node, signal.SIGSTOP)
-        self._heal = lambda: self.view.signal(node, signal.SIGCONT)
-        return f"SIGSTOP {_name(node)}"
+    async def _pause(self, target: Target | None) -> str:
+        node = await self._node(target)
+        if node is None:
+            return f"{target} had no leader to pause"
+        if not self.view.signal(node, signal.SIGSTOP):
+            return f"{node_name(node)} was not running: not paused"
+        self._heal.append(functools.partial(self.view.signal, node, signal.SIGCONT))
+        return f"SIGSTOP {node_name(node)}"
 
-    async def _leader(self) -> str:
-        group = self.rng.choice(self.view.groups())
+    async def _leader(self, target: Target | None) -> str:
+        group = self._group(target)
         leader = await self.view.leader(group)
         if not leader:
             return f"group {group} had no leader to kill"
         node = (group, leader)
         self.view.kill(node)
-        self._heal = lambda: self.view.restart(node)
-        return f"kill -9 the leader {_name(node)}"
+        self._heal.append(functools.partial(self.view.restart, node))
+        return f"kill -9 the leader {node_name(node)}"
 
-    async def _partition(self) -> str:
-        group = self.rng.choice(self.view.groups())
+    # ---- network faults --------------------------------------------------------------------------
+
+    async def _partition(self, target: Target | None) -> str:
+        if target is not None and target.kind != "group":
+            node = await self._node(target)
+            if node is None:
+                return f"{target} had no leader to isolate"
+            await self._isolate(node)
+            return f"isolate {node_name(node)} from its peers"
+        group = self._group(target)
         members = sorted(self.view.members(group))
         leader = await self.view.leader(group)
         victim = leader if leader and self.rng.random() < 0.5 else self.rng.choice(members)
         node = (group, victim)
         await self._isolate(node)
         role = " (the leader)" if victim == leader else ""
-        return f"isolate {_name(node)}{role} from its peers"
+        return f"isolate {node_name(node)}{role} from its peers"
 
     async def _isolate(self, node: Node) -> None:
         """Drop every Raft message to and from ``node`` until the fault is healed."""
+        self._heal.append(functools.partial(self.view.clear, node))
         await self.view.inject(
             node, raft_api.FaultRule(direction=raft_api.FAULT_DIRECTION_BOTH, partition=True)
         )
-        self._heal = lambda: self.view.clear(node)
 
-    async def _isolate_leader(self) -> str:
-        group = self.rng.choice(self.view.groups())
+    async def _isolate_leader(self, target: Target | None) -> str:
+        group = self._group(target)
         leader = await self.view.leader(group)
         if not leader:
             return f"group {group} had no leader to isolate"
         node = (group, leader)
         await self._isolate(node)
-        return f"isolate the leader {_name(node)} from its peers"
+        return f"isolate the leader {node_name(node)} from its peers"
 
-    async def _links(self) -> str:
-        node = self.rng.choice(self.view.nodes())
+    async def _links(self, target: Target | None) -> str:
+        node = await self._node(target)
+        if node is None:
+            return f"{target} had no leader to slow down"
         rule = raft_api.FaultRule(
             direction=raft_api.FAULT_DIRECTION_BOTH,
             drop_probability=0.1,
@@ -226,20 +169,65 @@ class Schedule:
             delay_ms_min=5.0,
             delay_ms_max=50.0,
         )
+        self._heal.append(functools.partial(self.view.clear, node))
         await self.view.inject(node, rule)
-        self._heal = lambda: self.view.clear(node)
-        return f"delay 5-50 ms, drop 10%, duplicate 10% on {_name(node)}'s links"
+        return f"delay 5-50 ms, drop 10%, duplicate 10% on {node_name(node)}'s links"
+
+    async def _bridge(self, target: Target | None) -> str:
+        group = self._group(target)
+        members = sorted(self.view.members(group))
+        if len(members) < 3:
+            return f"group {group} has {len(members)} nodes: no bridge possible"
+        if target is not None and target.kind != "group":
+            node = await self._node(target)
+            if node is None:
+                return f"{target} had no leader to bridge through"
+            middle = node[1]
+        else:
+            middle = self.rng.choice(members)
+        cuts = bridge(members, middle, self.rng)
+        await self._cut(group, cuts)
+        return f"bridge {group_name(group)} through node {middle}: cut {_links_text(cuts)}"
+
+    async def _majorities_ring(self, target: Target | None) -> str:
+        group = self._group(target)
+        members = sorted(self.view.members(group))
+        if len(members) < 3:
+            return f"group {group} has {len(members)} nodes: no majorities ring possible"
+        ring, cuts = majorities_ring(members, self.rng)
+        await self._cut(group, cuts)
+        order = "-".join(map(str, ring))
+        return f"majorities ring {order} in {group_name(group)}: cut {_links_text(cuts)}"
+
+    async def _cut(self, group: int, cuts: Cuts) -> None:
+        """Drop the messages of every cut link, on both of its ends, until healed."""
+        for node_id, peers in sorted(cuts.items()):
+            if not peers:
+                continue
+            node = (group, node_id)
+            self._heal.append(functools.partial(self.view.clear, node))
+            rule = raft_api.FaultRule(
+                peers=sorted(peers), direction=raft_api.FAULT_DIRECTION_BOTH, partition=True
+            )
+            await self.view.inject(node, rule)
+
+    # ---- clock faults ----------------------------------------------------------------------------
+
+    async def _skew(self, target: Target | None, factor: float | None) -> str:
+        node = await self._node(target)
+        if node is None:
+            return f"{target} had no leader to skew"
+        factor = draw_skew_factor(self.rng) if factor is None else factor
+        self._heal.append(functools.partial(self.view.reset_tick_rate, node))
+        response = await self.view.set_tick_rate(node, factor)
+        pace = "fast" if factor > 1 else "slow"
+        unheeded = "" if response.driven else " (but no tick timer follows that node's rate)"
+        return f"{node_name(node)} ticks {pace}, at {factor:g}x the normal rate{unheeded}"
 
 
-def _name(node: Node) -> str:
-    group, node_id = node
-    return f"coordinator {node_id}" if group == 0 else f"store {group}-{node_id}"
+def group_name(group: int) -> str:
+    return "the coordinator group" if group == 0 else f"store group {group}"
 
 
-async def _wait(stop: asyncio.Event, seconds: float) -> bool:
-    """Sleep ``seconds`` unless ``stop`` is set first; True if it was."""
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        return False
-    return True
+def _links_text(cuts: Cuts) -> str:
+    return ", ".join(f"{a}-{b}" for a, b in cut_links(cuts)) or "nothing"

@@ -1,21 +1,25 @@
-"""One chaos run: a local cluster of real processes, a workload, a seeded fault schedule,
-the checkers, and a report directory.
+"""One chaos run: a cluster of real processes, a workload, a fault schedule, the checkers,
+and a report directory.
 
 Order of a run: start the cluster (3 coordinators, ``groups`` store groups x 3) and wait
-for leaders; register the workload's model; start the clients and the schedule together;
-after ``duration_s`` stop the schedule and heal everything (restart the killed, resume the
-paused, clear the network rules); let the clients finish their operations in flight (each
-has a deadline); wait until every store group has a leader that applied all it committed;
-pull the final weights; check convergence (every replica's weights identical); run the
-checkers; write the report; stop the cluster.
+for leaders, or attach to the running cluster a ``cluster.json`` describes (``attach``) and
+wait for its leaders; register the workload's model; start the clients and the schedule
+(seeded random, or the ``timeline``) together; after ``duration_s`` stop the schedule and
+heal everything (restart the killed, resume the paused, clear the network rules, reset the
+tick rates); let the clients finish their operations in flight (each has a deadline); wait
+until every store group has a leader that applied all it committed; pull the final weights;
+check convergence (every replica's weights identical); run the checkers; write the report;
+stop the cluster (never an attached one: it is left as it was found, healed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
+import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,14 +28,17 @@ from typing import Any
 import grpc
 import numpy as np
 
+from paramstore.chaos._attach import load_cluster_file
+from paramstore.chaos._catalogue import NEMESES
 from paramstore.chaos._history import History
 from paramstore.chaos._linearizability import check_linearizable, pair_history
-from paramstore.chaos._nemesis import Schedule
 from paramstore.chaos._params_checker import check_params
 from paramstore.chaos._report import CheckerVerdict, FaultWindow, Violation, write_report
+from paramstore.chaos._schedule import Schedule
+from paramstore.chaos._timeline import ScriptedFault
+from paramstore.chaos._views import AttachedView, ClusterView, LocalView
 from paramstore.chaos._workload import (
     LEAVES,
-    MODEL,
     WorkloadConfig,
     model_spec,
     run_kv_client,
@@ -57,7 +64,7 @@ class ChaosConfig:
     directory: Path
     duration_s: float = 30.0
     seed: int = 1
-    nemeses: tuple[str, ...] = ("kill", "pause", "leader", "partition", "isolate-leader", "links")
+    nemeses: tuple[str, ...] = NEMESES
     fault_s: float = 3.0
     gap_s: float = 2.0
     groups: int = 2
@@ -65,6 +72,11 @@ class ChaosConfig:
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     # Environment of every cluster process (the harness's self-tests plant bugs with it).
     cluster_env: dict[str, str] = field(default_factory=dict)
+    # Scripted faults instead of the random schedule (``nemeses``, ``fault_s``, ``gap_s``).
+    timeline: tuple[ScriptedFault, ...] | None = None
+    # A running cluster's cluster.json (or its directory) to attack instead of starting one;
+    # ``groups``, ``fsync`` and ``cluster_env`` then do not apply.
+    attach: Path | None = None
 
 
 @dataclass
@@ -83,6 +95,8 @@ class ChaosOutcome:
 
 async def run_chaos(config: ChaosConfig) -> ChaosOutcome:
     config.directory.mkdir(parents=True, exist_ok=True)
+    if config.attach is not None:
+        return await _run_attached(config, config.attach)
     cluster = LocalCluster(
         config.directory / "cluster",
         groups=config.groups,
@@ -96,21 +110,42 @@ async def run_chaos(config: ChaosConfig) -> ChaosOutcome:
         await cluster.register_groups(_READY_S)
         await cluster.wait_for_store_leaders(_READY_S)
         cluster.write_cluster_file()
-        return await _run(config, cluster)
+        return await _run(config, LocalView(cluster))
     finally:
         cluster.stop()
 
 
-async def _run(config: ChaosConfig, cluster: LocalCluster) -> ChaosOutcome:
-    addresses = cluster.client_addresses
+async def _run_attached(config: ChaosConfig, path: Path) -> ChaosOutcome:
+    attached = load_cluster_file(path)
+    down = attached.not_running()
+    if down:
+        names = ", ".join(f"{p.name} (pid {p.pid})" for p in down)
+        raise RuntimeError(f"{attached.path}: not running: {names}; is `paramstore up` still up?")
+    view = AttachedView(attached)
+    await view.wait_for_coordinator_leader(_READY_S)
+    await view.wait_for_store_leaders(_READY_S)
+    if not config.workload.run_id:
+        run_id = f"{config.seed}-{secrets.token_hex(4)}"
+        config = dataclasses.replace(config, workload=dataclasses.replace(config.workload, run_id=run_id))
+    return await _run(config, view)
+
+
+async def _run(config: ChaosConfig, view: ClusterView) -> ChaosOutcome:
+    addresses = view.client_addresses
     workload = config.workload
-    async with StoreClient(addresses, client_id="chaos-setup") as setup:
+    async with StoreClient(addresses, client_id=workload.client_id("chaos-setup")) as setup:
         spec = model_spec(workload)
         await setup.register_model(spec, {leaf: np.zeros(workload.elements, np.float32) for leaf in LEAVES})
     history = History()
     stop = asyncio.Event()
     schedule = Schedule(
-        cluster, config.nemeses, config.seed, history.now, fault_s=config.fault_s, gap_s=config.gap_s
+        view,
+        config.nemeses,
+        config.seed,
+        history.now,
+        fault_s=config.fault_s,
+        gap_s=config.gap_s,
+        timeline=config.timeline,
     )
     process = iter(range(1_000_000))
     clients = [
@@ -130,10 +165,13 @@ async def _run(config: ChaosConfig, cluster: LocalCluster) -> ChaosOutcome:
     tasks = [asyncio.create_task(c) for c in clients]
     nemesis = asyncio.create_task(schedule.run(stop))
     started = time.monotonic()
-    await asyncio.sleep(config.duration_s)
-    stop.set()
-    await nemesis
-    await schedule.heal()
+    try:
+        await asyncio.sleep(config.duration_s)
+    finally:
+        # Heal even when interrupted: an attached cluster outlives this run.
+        stop.set()
+        await nemesis
+        await schedule.heal()
     done, pending = await asyncio.wait(tasks, timeout=_DRAIN_S)
     for task in pending:
         task.cancel()
@@ -141,44 +179,45 @@ async def _run(config: ChaosConfig, cluster: LocalCluster) -> ChaosOutcome:
         if task.exception() is not None:
             raise task.exception()  # type: ignore[misc]
     ran_s = time.monotonic() - started
-    await cluster.wait_for_leader(_SETTLE_S)
-    final, convergence = await _final_state(cluster, addresses)
+    await view.wait_for_coordinator_leader(_SETTLE_S)
+    final, convergence = await _final_state(view, addresses, workload)
     verdicts = _check(history, final, convergence)
     faults = [FaultWindow(f.name, f.start, f.end, f.detail) for f in schedule.faults]
     operations = sum(1 for r in history.records if r["type"] == "invoke")
     summary: dict[str, Any] = {
         "seed": config.seed,
         "duration_s": round(ran_s, 1),
-        "nemeses": list(config.nemeses),
-        "cluster": f"3 coordinators, {config.groups} store groups x 3 replicas, fsync {config.fsync}",
+        "nemeses": sorted({f.nemesis for f in config.timeline}) if config.timeline else list(config.nemeses),
+        "schedule": "timeline" if config.timeline is not None else "random",
+        "cluster": view.describe(),
         "workload": asdict(workload),
         "operations": operations,
         "faults": len(faults),
     }
-    logs = {path.name: path for path in sorted((config.directory / "cluster" / "logs").glob("*.log"))}
     report = write_report(
         config.directory / "report",
         history=history.records,
         faults=faults,
         verdicts=verdicts,
         metadata=summary,
-        logs=logs,
+        logs=view.logs(),
     )
     ok = all(v.ok for v in verdicts)
     return ChaosOutcome(ok, verdicts, operations, len(faults), report, summary)
 
 
 async def _final_state(
-    cluster: LocalCluster, addresses: list[str]
+    view: ClusterView, addresses: list[str], workload: WorkloadConfig
 ) -> tuple[dict[str, Any] | None, CheckerVerdict]:
     """The final weights (a linearizable pull) and the convergence verdict: every replica
     of every group, once it applied what its leader committed, holds the same weights."""
     deadline = time.monotonic() + _SETTLE_S
-    async with StoreClient(addresses, client_id="chaos-final", deadline_s=_SETTLE_S) as client:
-        final = await client.pull(MODEL)
+    client_id = workload.client_id("chaos-final")
+    async with StoreClient(addresses, client_id=client_id, deadline_s=_SETTLE_S) as client:
+        final = await client.pull(workload.model)
     violations: list[Violation] = []
-    for group, members in sorted(cluster.store_addresses.items()):
-        digests = await _settled_digests(list(members.values()), deadline)
+    for group, members in sorted(view.store_addresses.items()):
+        digests = await _settled_digests(list(members.values()), workload.model, deadline)
         if len(set(digests.values())) > 1:
             shown = ", ".join(f"{a}: {d[:12]}" for a, d in sorted(digests.items()))
             violations.append(Violation(f"store group {group}: replicas differ ({shown})", ()))
@@ -199,7 +238,7 @@ async def _final_state(
     return final, verdict
 
 
-async def _settled_digests(addresses: list[str], deadline: float) -> dict[str, str]:
+async def _settled_digests(addresses: list[str], model: str, deadline: float) -> dict[str, str]:
     """Each member's digest of the model's weights (a serializable pull from that member),
     taken once it applied everything the leader had committed when we asked."""
     digests: dict[str, str] = {}
@@ -218,18 +257,18 @@ async def _settled_digests(addresses: list[str], deadline: float) -> dict[str, s
         for address, status in statuses.items():
             if address in digests or not target or status.applied_index < target:
                 continue
-            digests[address] = await _digest(address)
+            digests[address] = await _digest(address, model)
         if len(digests) < len(addresses):
             await asyncio.sleep(0.1)
     return digests
 
 
-async def _digest(address: str) -> str:
+async def _digest(address: str, model: str) -> str:
     digest = hashlib.blake2b(digest_size=16)
     async with grpc.aio.insecure_channel(
         address, options=[("grpc.max_receive_message_length", 64 << 20)]
     ) as channel:
-        request = store_api.PullRequest(model=MODEL, serializable=True)
+        request = store_api.PullRequest(model=model, serializable=True)
         async for message in store_grpc.StoreStub(channel).Pull(request, timeout=10.0):
             for piece in message.weights:
                 digest.update(piece.key.encode())

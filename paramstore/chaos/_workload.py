@@ -8,6 +8,10 @@ element is 0 (not applied), -1 (applied once) or anything else (applied twice, o
 A pull therefore says exactly which pushes it contains, leaf by leaf (leaves sit on
 different store groups, so a push may be visible in one leaf before another).
 
+A run against a cluster that outlives it (``--cluster``) sets ``run_id``, which goes into
+the model's name, the keys' prefix and the client ids, so that what earlier runs left
+there (weights, values, sessions) is never taken for this run's.
+
 Every client records each operation in the ``History`` (invoke, then ok / fail / info).
 Client deadlines are short (``op_deadline_s``), so an operation cut off by a fault ends as
 ``info`` instead of hanging the run.
@@ -54,15 +58,28 @@ class WorkloadConfig:
     op_deadline_s: float = 3.0
     pull_interval_s: float = 0.1
     kv_interval_s: float = 0.02
+    run_id: str = ""  # set for an attached run: this run's own model and keys
 
     @property
     def elements(self) -> int:
         return self.push_clients * self.pushes_per_client
 
+    @property
+    def model(self) -> str:
+        return f"{MODEL}-{self.run_id}" if self.run_id else MODEL
+
+    @property
+    def kv_prefix(self) -> str:
+        return f"{KV_PREFIX}{self.run_id}/" if self.run_id else KV_PREFIX
+
+    def client_id(self, name: str) -> str:
+        """A session id of this run's own (sessions outlive a run on an attached cluster)."""
+        return f"{name}-{self.run_id}" if self.run_id else name
+
 
 def model_spec(config: WorkloadConfig) -> ModelSpec:
     return ModelSpec.create(
-        MODEL,
+        config.model,
         [LeafSpec(leaf, (config.elements,), "float32") for leaf in LEAVES],
         num_shards=8,
         optimizer={"name": "sgd", "learning_rate": 1.0},
@@ -91,7 +108,7 @@ async def run_push_client(
     """Sequential pushes; each one's outcome goes into the history."""
     async with StoreClient(
         addresses,
-        client_id=f"chaos-push-{client_index}",
+        client_id=config.client_id(f"chaos-push-{client_index}"),
         deadline_s=config.op_deadline_s,
         attempt_timeout_s=1.0,
     ) as client:
@@ -103,7 +120,7 @@ async def run_push_client(
             gradient[push_id] = 1.0
             history.add(process, "invoke", "push", push_id=push_id)
             try:
-                await client.push(MODEL, dict.fromkeys(LEAVES, gradient))
+                await client.push(config.model, dict.fromkeys(LEAVES, gradient))
             except PushFailedError as exc:
                 refused = all(isinstance(e, StoreRefusedError) for e in exc.errors.values())
                 kind = "fail" if refused and not exc.acknowledged else "info"
@@ -119,12 +136,15 @@ async def run_pull_client(
     history: History, process: int, addresses: Sequence[str], config: WorkloadConfig, stop: asyncio.Event
 ) -> None:
     async with StoreClient(
-        addresses, client_id=f"chaos-pull-{process}", deadline_s=config.op_deadline_s, attempt_timeout_s=1.0
+        addresses,
+        client_id=config.client_id(f"chaos-pull-{process}"),
+        deadline_s=config.op_deadline_s,
+        attempt_timeout_s=1.0,
     ) as client:
         while not stop.is_set() and not history.full:
             history.add(process, "invoke", "pull")
             try:
-                leaves, step = await client.pull_step(MODEL)
+                leaves, step = await client.pull_step(config.model)
             except ClientError as exc:
                 history.add(process, "fail", "pull", error=str(exc)[:300])  # a read changes nothing
             else:
@@ -149,10 +169,10 @@ async def run_kv_client(
     rng = random.Random(seed * 1000 + process)
     counter = 0
     async with CoordinatorClient(
-        addresses, client_id=f"chaos-kv-{seed}-{process}", deadline_s=config.op_deadline_s
+        addresses, client_id=config.client_id(f"chaos-kv-{seed}-{process}"), deadline_s=config.op_deadline_s
     ) as client:
         while not stop.is_set() and not history.full:
-            key = f"{KV_PREFIX}{rng.randrange(config.kv_keys)}"
+            key = f"{config.kv_prefix}{rng.randrange(config.kv_keys)}"
             f = rng.choice(("read", "read", "write", "cas"))
             counter += 1
             value: Any = None

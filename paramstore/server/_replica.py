@@ -144,6 +144,7 @@ class Replica:
             self.state_machine,
             runtime_config,
             random.Random(),
+            tick_rate=self.transport.tick_rate,  # RaftAdmin.SetTickRate skews this node's ticks
         )
         self._node.start()
 
