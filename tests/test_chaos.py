@@ -115,3 +115,17 @@ def test_the_checkers_catch_a_planted_bug(
         v.description for v in params.violations[:5]
     ]
     assert all(v.op_indexes for v in params.violations if "final" not in v.description)
+
+
+def test_shards_move_during_a_chaos_run_and_nothing_is_lost_or_doubled(tmp_path: Path) -> None:
+    run = _chaos_cli(
+        "--nemeses", "move,kill", "--seed", "2", "--groups", "2",
+        "--duration", "9", "--fault-s", "2", "--gap-s", "0.5", "--dir", str(tmp_path),
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    last = run.stdout.strip().splitlines()[-1]
+    match = re.fullmatch(r"operations=\d+ faults=\d+ violations=0 result=OK report=(\S+)", last)
+    assert match, last
+    faults = json.loads((Path(match.group(1)).parent / "faults.json").read_text())
+    moves = [f for f in faults if f["name"] == "move"]
+    assert moves and all(re.match(r"moving [1-9]\d* shard\(s\) of ", f["detail"]) for f in moves), faults

@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from paramstore.client import CoordinatorClient, PushFailedError, StoreClient
-from paramstore.client._shard_moves import pending_moves
+from paramstore.client import CoordinatorClient, PushFailedError, StoreClient, pending_moves
 from paramstore.commands._up import LocalCluster
 from paramstore.coordinator import LeafSpec, ModelSpec, SyncMode
 from tests.cluster_util import run_cli, wait_for

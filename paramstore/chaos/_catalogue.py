@@ -38,6 +38,7 @@ CATALOGUE: dict[str, NemesisSpec] = {
     "bridge": NemesisSpec(_ANY),
     "majorities-ring": NemesisSpec(_GROUP),
     "skew": NemesisSpec(_ANY, params=frozenset({"factor"})),
+    "move": NemesisSpec(frozenset({"group"})),  # a group: move shards off that store group
 }
 
 NEMESES = tuple(CATALOGUE)

@@ -13,7 +13,10 @@
 * ``majorities-ring``: cut a group's links so that every node sees a majority and no two
   see the same one (the shapes are described in ``_shapes.py``);
 * ``skew``: one node's Raft tick timer runs fast or slow (``RaftAdmin.SetTickRate``; a
-  factor of 0.25x..4x drawn from the seed unless given), as a skewed clock would make it.
+  factor of 0.25x..4x drawn from the seed unless given), as a skewed clock would make it;
+* ``move``: move about a third of one model's shards off a store group to the others (shard
+  move records in the coordinator, carried out by its leader's shard mover while the load
+  goes on); the fault ends when the moves are done (or after a bound, with a warning).
 
 Without a target a nemesis draws its group and node from the seed; a scripted fault may
 pin them (``_targets.py``). Every fault records how to undo it, and ``heal`` does that:
@@ -22,18 +25,28 @@ restart, SIGCONT, clear the fault rules, tick at the normal rate.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
 import math
 import random
 import signal
+import time
 from collections.abc import Awaitable, Callable
 
 from paramstore.chaos._catalogue import CATALOGUE
 from paramstore.chaos._shapes import Cuts, bridge, cut_links, majorities_ring
 from paramstore.chaos._targets import Target
 from paramstore.chaos._views import ClusterView, Node, node_name
+from paramstore.client import (
+    ClientError,
+    CoordinatorClient,
+    PlannedMove,
+    move_key,
+    pending_moves,
+    record_moves,
+)
 from proto import raft_service_pb2 as raft_api
 
 __all__ = ["Nemeses", "draw_skew_factor"]
@@ -213,6 +226,30 @@ class Nemeses:
 
     # ---- clock faults ----------------------------------------------------------------------------
 
+    # ---- shard moves ----------------------------------------------------------------------------
+
+    async def _move(self, target: Target | None) -> str:
+        async with CoordinatorClient(self.view.client_addresses, deadline_s=10.0) as client:
+            config = await client.config()
+            groups = sorted(g.group_id for g in config.groups)
+            busy = {move.model for move in await pending_moves(client)}
+            models = [m for m in config.models if m.spec.name not in busy]
+            if len(groups) < 2 or not models:
+                return "no shard moved (fewer than two store groups, or no model without pending moves)"
+            model = self.rng.choice(models)
+            owners = sorted({int(g) for g in model.shard_groups})
+            source = self.rng.choice(owners) if target is None else target.group
+            shards = [s for s, g in enumerate(model.shard_groups) if g == source]
+            if not shards:
+                return f"store group {source} holds no shard of {model.spec.name!r}: none moved"
+            picked = sorted(self.rng.sample(shards, max(1, len(shards) // 3)))
+            others = [g for g in groups if g != source]
+            plan = [PlannedMove(model.spec.name, s, source, self.rng.choice(others)) for s in picked]
+            recorded = await record_moves(client, plan)
+        keys = {move_key(move.model, move.shard) for move in plan}
+        self._heal.append(functools.partial(_wait_for_moves, self.view.client_addresses, keys))
+        return f"moving {recorded} shard(s) of {model.spec.name!r} off store group {source}"
+
     async def _skew(self, target: Target | None, factor: float | None) -> str:
         node = await self._node(target)
         if node is None:
@@ -223,6 +260,23 @@ class Nemeses:
         pace = "fast" if factor > 1 else "slow"
         unheeded = "" if response.driven else " (but no tick timer follows that node's rate)"
         return f"{node_name(node)} ticks {pace}, at {factor:g}x the normal rate{unheeded}"
+
+
+_MOVES_WAIT_S = 30.0
+
+
+async def _wait_for_moves(addresses: list[str], keys: set[str]) -> None:
+    """Until none of the move records ``keys`` is pending (bounded: ``_MOVES_WAIT_S``)."""
+    deadline = time.monotonic() + _MOVES_WAIT_S
+    async with CoordinatorClient(addresses, deadline_s=_MOVES_WAIT_S) as client:
+        while time.monotonic() < deadline:
+            try:
+                if not keys & {move.key for move in await pending_moves(client)}:
+                    return
+            except ClientError as exc:
+                log.info("waiting for shard moves: %s", exc)
+            await asyncio.sleep(0.1)
+    log.warning("shard moves %s still pending after %.0f s", sorted(keys), _MOVES_WAIT_S)
 
 
 def group_name(group: int) -> str:

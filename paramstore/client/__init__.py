@@ -8,6 +8,16 @@ from paramstore.client._errors import (
     DeadlineExceededError,
     RequestInvalidError,
 )
+from paramstore.client._shard_moves import (
+    MOVES_PREFIX,
+    PlannedMove,
+    ShardMove,
+    move_key,
+    pending_moves,
+    plan_balance,
+    plan_drain,
+    record_moves,
+)
 from paramstore.client._store_client import (
     GroupPushResult,
     ModelNotRoutedError,
@@ -17,6 +27,7 @@ from paramstore.client._store_client import (
 )
 
 __all__ = [
+    "MOVES_PREFIX",
     "ClientError",
     "ClusterUnavailableError",
     "CommandRejectedError",
@@ -25,9 +36,16 @@ __all__ = [
     "GroupPushResult",
     "ModelNotRoutedError",
     "NodeStatus",
+    "PlannedMove",
     "PushFailedError",
     "RequestInvalidError",
+    "ShardMove",
     "StoreClient",
     "StoreRefusedError",
+    "move_key",
     "parse_addresses",
+    "pending_moves",
+    "plan_balance",
+    "plan_drain",
+    "record_moves",
 ]

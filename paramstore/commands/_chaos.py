@@ -44,6 +44,7 @@ _NEMESES = (
     "bridge",
     "majorities-ring",
     "skew",
+    "move",
 )
 _DEFAULT_DURATION_S = 30.0
 # Quiet time after a timeline's last fault, so that the run shows the cluster recovering.

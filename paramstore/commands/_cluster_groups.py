@@ -17,8 +17,16 @@ import sys
 import time
 from typing import Any
 
-from paramstore.client import CommandRejectedError, CoordinatorClient, DeadlineExceededError, parse_addresses
-from paramstore.client._shard_moves import pending_moves, plan_balance, plan_drain, record_moves
+from paramstore.client import (
+    CommandRejectedError,
+    CoordinatorClient,
+    DeadlineExceededError,
+    parse_addresses,
+    pending_moves,
+    plan_balance,
+    plan_drain,
+    record_moves,
+)
 from paramstore.commands._common import print_json
 from paramstore.coordinator import AddGroup, GroupMember, RemoveGroup
 

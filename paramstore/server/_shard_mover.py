@@ -33,8 +33,14 @@ from typing import TypeVar
 
 import grpc
 
-from paramstore.client import ClientError, CoordinatorClient, StoreClient, StoreRefusedError
-from paramstore.client._shard_moves import ShardMove, pending_moves
+from paramstore.client import (
+    ClientError,
+    CoordinatorClient,
+    ShardMove,
+    StoreClient,
+    StoreRefusedError,
+    pending_moves,
+)
 from paramstore.coordinator import AssignShards
 from paramstore.shard import ErrorCode
 from proto import shard_pb2 as shard_pb
