@@ -26,6 +26,21 @@ def test_flags_make_the_options() -> None:
     assert dict(options.peers) == {1: "127.0.0.1:7001", 2: "127.0.0.1:7002"}
     assert options.fsync is FsyncPolicy.ALWAYS and options.data_dir == Path("/tmp/x")
     assert level == "info" and options.cluster_id == "paramstore"
+    # The RaftAdmin fault service is off unless asked for.
+    assert not options.fault_injection and not options.transport_config().admin_service
+
+
+def test_fault_injection_is_opt_in_by_flag_or_file(tmp_path: Path) -> None:
+    base = ("--id", "1", "--listen", "127.0.0.1:7001", "--peers", "1=127.0.0.1:7001", "--data-dir", "/tmp/x")
+    options, _ = options_from(parse(*base, "--fault-injection"))
+    assert options.fault_injection and options.transport_config().admin_service
+    config = tmp_path / "node.toml"
+    config.write_text("fault_injection = true\n")
+    options, _ = options_from(parse(*base, "--config", str(config)))
+    assert options.transport_config().admin_service
+    config.write_text('fault_injection = "yes"\n')
+    with pytest.raises(ConfigError, match="fault_injection must be true or false"):
+        options_from(parse(*base, "--config", str(config)))
 
 
 def test_a_toml_file_sets_everything_and_flags_win(tmp_path: Path) -> None:

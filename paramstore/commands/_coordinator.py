@@ -37,6 +37,7 @@ _KEYS = {
     "election_ticks",
     "snapshot_entries",
     "log_level",
+    "fault_injection",
 }
 _DEFAULTS: dict[str, Any] = {
     "cluster_id": "paramstore",
@@ -46,6 +47,7 @@ _DEFAULTS: dict[str, Any] = {
     "election_ticks": 10,
     "snapshot_entries": 10_000,
     "log_level": "info",
+    "fault_injection": False,
 }
 
 
@@ -80,6 +82,12 @@ def add_parser(commands: Any) -> None:
         "--snapshot-entries", type=int, help="snapshot every N applied entries (default 10000)"
     )
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
+    parser.add_argument(
+        "--fault-injection",
+        action="store_true",
+        default=None,
+        help="serve the RaftAdmin fault service (for chaos runs; off by default)",
+    )
 
 
 def parse_peers(value: str | Mapping[Any, Any]) -> dict[int, str]:
@@ -167,12 +175,20 @@ def options_from(args: argparse.Namespace) -> tuple[ReplicaOptions, str]:
         peers=peers,
         data_dir=Path(settings["data_dir"]),
         fsync=fsync,
-        join=bool(settings["join"]),
+        join=_flag(settings, "join"),
         tick_interval_ms=settings["tick_ms"],
         election_timeout_ticks=settings["election_ticks"],
         snapshot_every_entries=settings["snapshot_entries"],
+        fault_injection=_flag(settings, "fault_injection"),
     )
     return options, str(settings["log_level"])
+
+
+def _flag(settings: dict[str, Any], name: str) -> bool:
+    value = settings[name]
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:

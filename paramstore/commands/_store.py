@@ -52,6 +52,9 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--log-level", choices=["debug", "info", "warning", "error"], default="info", help="default info"
     )
+    parser.add_argument(
+        "--fault-injection", action="store_true", help="serve the RaftAdmin fault service (for chaos runs)"
+    )
 
 
 def options_from(args: argparse.Namespace) -> tuple[ReplicaOptions, list[str]]:
@@ -79,6 +82,7 @@ def options_from(args: argparse.Namespace) -> tuple[ReplicaOptions, list[str]]:
         tick_interval_ms=args.tick_ms,
         election_timeout_ticks=args.election_ticks,
         snapshot_every_entries=args.snapshot_entries,
+        fault_injection=args.fault_injection,
     )
     return options, coordinators
 

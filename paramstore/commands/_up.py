@@ -141,6 +141,7 @@ class LocalCluster:
             self.cluster_id,
             "--fsync",
             self.fsync,
+            "--fault-injection",  # a local cluster is there to be attacked (paramstore chaos)
             *self.extra_args,
         ]
 
@@ -190,6 +191,7 @@ class LocalCluster:
             self.cluster_id,
             "--fsync",
             self.fsync,
+            "--fault-injection",
             "--coordinators",
             ",".join(self.client_addresses),
         ]

@@ -58,6 +58,10 @@ class ReplicaOptions:
     # Bigger is not better: handling one entry blocks a node's loop, heartbeats included;
     # measured here, 32 MiB entries made store groups re-elect over and over, 16 MiB did not.
     entry_bytes_max: int = 16 * MIB + 256 * 1024
+    # Serve the transport's RaftAdmin service (fault rules, tick-rate skew) on the node's
+    # port. Off unless asked for: anyone who reaches the port could cut the node off.
+    # ``paramstore up`` (a local cluster to attack) turns it on.
+    fault_injection: bool = False
     transport: TransportConfig | None = None
 
     def __post_init__(self) -> None:
@@ -71,7 +75,8 @@ class ReplicaOptions:
         if self.transport is not None:
             return self.transport
         return TransportConfig(
-            message_bytes_max=max(64 * MIB, self.entry_bytes_max + _MESSAGE_OVERHEAD_BYTES)
+            message_bytes_max=max(64 * MIB, self.entry_bytes_max + _MESSAGE_OVERHEAD_BYTES),
+            admin_service=self.fault_injection,
         )
 
     def initial_conf(self) -> ConfState:
