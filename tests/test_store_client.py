@@ -237,3 +237,24 @@ async def test_follower_reads_spread_pulls_over_the_replicas(cluster: LocalClust
     assert sum(linearizable.values()) == 0, linearizable  # the reader never went through ReadIndex
     assert sum(1 for count in serializable.values() if count > 0) == len(serializable), serializable
     assert rounds >= 1
+
+
+@pytest.mark.parametrize("wire", ["bfloat16", "float16"])
+async def test_gradients_travel_in_half_precision_when_asked(cluster: LocalCluster, wire: str) -> None:
+    import ml_dtypes
+
+    name = f"half-{wire}"
+    client = StoreClient(cluster.client_addresses, client_id=f"half-{wire}", gradient_dtype=wire)
+    try:
+        await client.register_model(model_spec(name), zeros())
+        grads = np.full(ELEMENTS, 1.0 + 1.0 / 3.0, np.float32)  # not exact in either half type
+        await client.push(name, {path: grads for path in LEAVES})
+        weights = await client.pull(name)
+    finally:
+        await client.close()
+    rounded = grads.astype(ml_dtypes.bfloat16 if wire == "bfloat16" else np.float16).astype(np.float32)
+    assert not np.array_equal(rounded, grads)
+    for values in weights.values():
+        np.testing.assert_array_equal(values, -rounded)  # SGD, learning rate 1
+    with pytest.raises(ValueError, match="gradient_dtype must be one of"):
+        StoreClient(cluster.client_addresses, gradient_dtype="int8")

@@ -159,6 +159,8 @@ class Worker:
     ``follower_reads``: pull from any replica of a store group, not only its leader (spreads
     pull bandwidth; a pull may miss the latest pushes, this worker's own included, but a BSP
     pull still waits for its step).
+    ``gradient_dtype``: ``"bfloat16"`` or ``"float16"`` sends gradients in half the bytes
+    (rounded; the store applies them in float32).
     """
 
     def __init__(
@@ -178,6 +180,7 @@ class Worker:
         max_outstanding_pushes: int = 2,
         wait_for_workers: int = 0,
         follower_reads: bool = False,
+        gradient_dtype: str = "float32",
     ) -> None:
         mode = _sync_mode(sync)
         if staleness < 0 or (staleness and mode != SyncMode.SSP):
@@ -190,6 +193,9 @@ class Worker:
             raise ValueError(f"non_finite must be 'reject' or 'skip', got {non_finite!r}")
         self.addresses = resolve_coordinators(coordinators)
         self._follower_reads = follower_reads
+        if gradient_dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"gradient_dtype must be float32, bfloat16 or float16, got {gradient_dtype!r}")
+        self._gradient_dtype = gradient_dtype
         self.layout = TreeLayout.of(params)
         self.spec = ModelSpec.create(
             model,

@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import grpc
+import ml_dtypes
 import numpy as np
 import numpy.typing as npt
 
@@ -58,6 +59,13 @@ __all__ = [
 
 _LEADER_ADDRESS_METADATA = "paramstore-leader-address"
 _ERROR_CODE_METADATA = "paramstore-error-code"
+#: gradient_dtype -> (numpy dtype, wire element type).
+_WIRE_DTYPES: dict[str, tuple[Any, Any]] = {
+    "float32": (np.dtype("<f4"), shard_pb.D_TYPE_FLOAT32),
+    "float16": (np.dtype("<f2"), shard_pb.D_TYPE_FLOAT16),
+    "bfloat16": (np.dtype(ml_dtypes.bfloat16), shard_pb.D_TYPE_BFLOAT16),
+}
+
 _RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 # A worker that just joined in the coordinator is a worker on a store group once the group's
 # leader proposed the new membership (within a poll): its first pushes wait for that.
@@ -175,6 +183,9 @@ class StoreClient:
         # pushes (this client's own included), except that a BSP pull for a step waits until
         # the member has applied that step.
         follower_reads: bool = False,
+        # The element type gradients travel in: "float32", or "bfloat16" / "float16" (half
+        # the bytes; the store applies them in float32, as optax would the rounded values).
+        gradient_dtype: str = "float32",
     ) -> None:
         self.coordinator_addresses = parse_addresses(coordinator_addresses)
         if deadline_s <= 0 or attempt_timeout_s <= 0 or attempts_max < 1:
@@ -192,6 +203,11 @@ class StoreClient:
         self.pull_bytes_max = pull_bytes_max
         self.push_bytes_max = push_bytes_max
         self.follower_reads = follower_reads
+        if gradient_dtype not in _WIRE_DTYPES:
+            raise ValueError(
+                f"gradient_dtype must be one of {', '.join(_WIRE_DTYPES)}, got {gradient_dtype!r}"
+            )
+        self.gradient_dtype = gradient_dtype
         self._next_reader = 0  # follower reads: the member to ask next (round robin)
         self.coordinator = CoordinatorClient(
             self.coordinator_addresses, client_id=f"{self.client_id}-coordinator", deadline_s=deadline_s
@@ -365,6 +381,9 @@ class StoreClient:
             for placement in route.layout.keys:
                 if placement.key not in blocks:
                     blocks[placement.key] = np.zeros(placement.elements, np.float32)
+        if self.gradient_dtype != "float32":
+            wire = _WIRE_DTYPES[self.gradient_dtype][0]
+            blocks = {key: block.astype(wire) for key, block in blocks.items()}
         acknowledged: dict[int, GroupPushResult] = {}
         errors: dict[int, ClientError] = {}
         todo = blocks
@@ -471,6 +490,7 @@ class StoreClient:
         messages = [header]
         current: api.PushRequest = header
         held = 0
+        dtype = _WIRE_DTYPES[self.gradient_dtype][1]
         for key, block in blocks.items():
             data = block.tobytes()
             for start in range(0, len(data), self.piece_bytes) if data else range(1):
@@ -479,7 +499,7 @@ class StoreClient:
                     current = api.PushRequest()
                     messages.append(current)
                     held = 0
-                current.gradients.append(api.TensorPiece(key=key, dtype=shard_pb.D_TYPE_FLOAT32, data=chunk))
+                current.gradients.append(api.TensorPiece(key=key, dtype=dtype, data=chunk))
                 held += len(chunk)
         return messages
 
