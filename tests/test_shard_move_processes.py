@@ -250,14 +250,19 @@ def test_bsp_training_goes_on_while_its_shards_move(cluster: LocalCluster) -> No
         for thread in threads:
             thread.join(WAIT_S * 2)
     assert not errors, errors
-    assert len(results) == 2
-    (steps, final), (other_steps, other_final) = results
-    assert steps == other_steps > extra_steps
+    assert len(results) == 2 and min(steps for steps, _ in results) > extra_steps
+
+    async def final_state() -> tuple[dict[str, np.ndarray], int]:
+        async with StoreClient(cluster.client_addresses, client_id="bsp-check") as client:
+            return await client.pull_step("bsp-moving")
+
+    # The workers may stop a step apart (the one left alone does its last step by itself).
+    weights_now, steps = asyncio.run(final_state())
+    assert steps == max(steps for steps, _ in results)
     reference = optim.optimizer_from_spec(dict(optimizer.spec()))
-    weights = np.zeros(16, np.float32)
-    slots = reference.init_slots(weights.shape)
+    expected = np.zeros(16, np.float32)
+    slots = reference.init_slots(expected.shape)
     for step in range(steps):
-        reference.apply(weights, np.ones(16, np.float32), slots, step)
+        reference.apply(expected, np.ones(16, np.float32), slots, step)
     for name in params:
-        np.testing.assert_array_equal(final[name], weights, err_msg=name)
-        np.testing.assert_array_equal(other_final[name], weights, err_msg=name)
+        np.testing.assert_array_equal(weights_now[name], expected, err_msg=name)
