@@ -9,6 +9,7 @@ store group, how many times that push was applied.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from paramstore.client import (
     StoreRefusedError,
 )
 from paramstore.commands._up import LocalCluster
-from paramstore.coordinator import LeafSpec, ModelSpec, SyncMode
+from paramstore.coordinator import LeafSpec, ModelSpec, RegisterWorker, SyncMode
 from paramstore.shard import ErrorCode
 from proto import store_service_pb2 as api
 from proto import store_service_pb2_grpc as api_grpc
@@ -181,19 +182,29 @@ async def test_a_push_over_the_per_group_bound_is_split_or_refused_for_bsp(clust
         assert all(values.tolist()[:4] == [-1.0, -1.0, -1.0, 0.0] for values in weights.values())
         sequences = {group: client._group(group).sequence for group in results}
         assert all(seq > 3 for seq in sequences.values()), sequences  # more than one push per call
-        bsp = ModelSpec.create(
-            "split-bsp",
+        # BSP: a part holds whole shards (a worker pushes once per step and shard).
+        one_shard = ModelSpec.create(
+            "split-bsp1",
             [LeafSpec(path, (ELEMENTS,), "float32") for path in LEAVES],
-            num_shards=8,
+            num_shards=1,
             optimizer={"name": "sgd", "learning_rate": 1.0},
             sync_mode=SyncMode.BSP,
         )
-        await client.register_model(bsp, zeros())
+        await client.register_model(one_shard, zeros())
         before = {group: state.sequence for group, state in client._groups.items()}
-        with pytest.raises(ValueError, match="BSP push of"):
-            await client.push("split-bsp", one_hot(0), step=0)
+        with pytest.raises(ValueError, match="shard 0 of model 'split-bsp1' carries"):
+            await client.push("split-bsp1", one_hot(0), step=0)
         assert {group: state.sequence for group, state in client._groups.items()} == before  # nothing sent
-        assert (await client.pull("split-bsp"))[LEAVES[0]].tolist() == [0.0] * ELEMENTS
+        assert (await client.pull("split-bsp1"))[LEAVES[0]].tolist() == [0.0] * ELEMENTS
+        many_shards = dataclasses.replace(one_shard, name="split-bsp8", num_shards=8)
+        await client.register_model(many_shards, zeros())
+        joined = await client.coordinator.execute(RegisterWorker(client.client_id, "split-bsp8", 30_000))
+        assert joined.ok, joined
+        await client.wait_for_worker("split-bsp8", client.client_id)
+        results = await client.push("split-bsp8", one_hot(0), step=0)
+        assert all(r.result.ok for r in results.values())
+        weights, step = await client.pull_step("split-bsp8", min_step=1)
+        assert step == 1 and all(values.tolist()[:2] == [-1.0, 0.0] for values in weights.values())
 
 
 def _group_of(route: object, key: str) -> int:

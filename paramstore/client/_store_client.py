@@ -424,21 +424,32 @@ class StoreClient:
         self, route: _Route, group: int, blocks: Mapping[str, npt.NDArray[np.float32]]
     ) -> list[dict[str, npt.NDArray[np.float32]]]:
         """``blocks`` in parts of at most ``push_bytes_max`` bytes (one part when it fits).
-        Under BSP a worker pushes once per step and group, so a larger push is refused."""
+        Under BSP a worker pushes once per step and shard, so a BSP part holds whole shards
+        (a shard over the bound is refused: give the model more shards)."""
+        units: list[dict[str, npt.NDArray[np.float32]]]
+        if route.spec.sync_mode == SyncMode.BSP:
+            by_shard: dict[int, dict[str, npt.NDArray[np.float32]]] = {}
+            for key, block in blocks.items():
+                by_shard.setdefault(route.layout.placement(key).shard, {})[key] = block
+            units = [by_shard[shard] for shard in sorted(by_shard)]
+        else:
+            units = [{key: block} for key, block in blocks.items()]
         parts: list[dict[str, npt.NDArray[np.float32]]] = [{}]
         held = 0
-        for key, block in blocks.items():
-            if parts[-1] and held + block.nbytes > self.push_bytes_max:
+        for unit in units:
+            nbytes = sum(block.nbytes for block in unit.values())
+            if route.spec.sync_mode == SyncMode.BSP and nbytes > self.push_bytes_max:
+                shard = route.layout.placement(next(iter(unit))).shard
+                raise ValueError(
+                    f"BSP push to store group {group}: shard {shard} of model {route.spec.name!r} carries "
+                    f"{nbytes} bytes, over {self.push_bytes_max} per push; register the model with more "
+                    "shards (num_shards) so that no shard holds that much"
+                )
+            if parts[-1] and held + nbytes > self.push_bytes_max:
                 parts.append({})
                 held = 0
-            parts[-1][key] = block
-            held += block.nbytes
-        if len(parts) > 1 and route.spec.sync_mode == SyncMode.BSP:
-            total = sum(block.nbytes for block in blocks.values())
-            raise ValueError(
-                f"BSP push of {total} bytes to store group {group}: over {self.push_bytes_max} bytes per "
-                "group and step; add store groups (or use sync='async'/'ssp', which split large pushes)"
-            )
+            parts[-1].update(unit)
+            held += nbytes
         return parts
 
     async def _push_group(
