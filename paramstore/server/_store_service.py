@@ -130,15 +130,7 @@ class StoreService(api_grpc.StoreServicer):
         data = shard_pb.ShardCommand(install_keys=request.install).SerializeToString(deterministic=True)
         if len(data) > self._machine.limits.command_bytes_max:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"install: {len(data)} bytes, too large")
-        await self._require_leader(context)
-        try:
-            raw = await self._replica.node.propose(data, _timeout(context))
-        except BaseException as exc:
-            await self._abort_for(exc, context)
-        assert isinstance(raw, bytes)
-        result = decode_result(raw)
-        if not result.ok:
-            await _refuse(result, context)
+        raw = await self._propose_command(data, context)
         return api.InstallResponse(result=shard_pb.ShardResult.FromString(raw))
 
     # ---- Push ---------------------------------------------------------------------------------
@@ -417,6 +409,11 @@ class StoreService(api_grpc.StoreServicer):
         return response
 
     async def _propose_move(self, data: bytes, context: grpc.aio.ServicerContext) -> api.MoveResponse:
+        raw = await self._propose_command(data, context)
+        return api.MoveResponse(result=shard_pb.ShardResult.FromString(raw))
+
+    async def _propose_command(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        """Propose one command at the leader; its encoded result, or the refusal as a status."""
         await self._require_leader(context)
         try:
             raw = await self._replica.node.propose(data, _timeout(context))
@@ -426,7 +423,7 @@ class StoreService(api_grpc.StoreServicer):
         result = decode_result(raw)
         if not result.ok:
             await _refuse(result, context)
-        return api.MoveResponse(result=shard_pb.ShardResult.FromString(raw))
+        return raw
 
     # ---- helpers ------------------------------------------------------------------------------
 
