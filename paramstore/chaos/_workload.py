@@ -168,6 +168,7 @@ async def run_kv_client(
     """Random reads, writes (unique values) and compare-and-sets on ``kv_keys`` keys."""
     rng = random.Random(seed * 1000 + process)
     counter = 0
+    last_seen: dict[str, int | None] = {}  # key -> the value this client last read or wrote
     async with CoordinatorClient(
         addresses, client_id=config.client_id(f"chaos-kv-{seed}-{process}"), deadline_s=config.op_deadline_s
     ) as client:
@@ -179,17 +180,10 @@ async def run_kv_client(
             if f == "write":
                 value = process * 1_000_000 + counter
             elif f == "cas":
-                expected = rng.choice(
-                    [
-                        None,
-                        *(
-                            p * 1_000_000 + c
-                            for p in range(config.kv_clients)
-                            for c in (max(1, counter - rng.randrange(1, 4)),)
-                        ),
-                    ]
-                )
-                value = [expected, process * 1_000_000 + counter]
+                # Read-modify-write: expect what this client last saw in the key, so that a
+                # CAS succeeds unless someone wrote in between (a guess would nearly always fail
+                # and leave CAS untested).
+                value = [last_seen.get(key), process * 1_000_000 + counter]
             history.add(process, "invoke", f, key=key, value=value)
             try:
                 outcome, result_value = await _kv_op(client, f, key, value)
@@ -198,6 +192,8 @@ async def run_kv_client(
                 history.add(process, kind, f, key=key, value=value, error=str(exc)[:300])
             else:
                 history.add(process, outcome, f, key=key, value=result_value)
+                if outcome == "ok":
+                    last_seen[key] = result_value[1] if f == "cas" else result_value
             await asyncio.sleep(config.kv_interval_s)
 
 
