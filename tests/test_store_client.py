@@ -269,3 +269,21 @@ async def test_gradients_travel_in_half_precision_when_asked(cluster: LocalClust
         np.testing.assert_array_equal(values, -rounded)  # SGD, learning rate 1
     with pytest.raises(ValueError, match="gradient_dtype must be one of"):
         StoreClient(cluster.client_addresses, gradient_dtype="int8")
+
+
+def test_status_with_stores_shows_groups_members_and_shards(cluster: LocalCluster) -> None:
+    import json
+
+    from tests.cluster_util import run_cli
+
+    coordinators = ",".join(cluster.client_addresses)
+    result = run_cli("status", "--stores", "--json", "--coordinators", coordinators)
+    assert result.returncode == 0, result.stderr
+    view = json.loads(result.stdout)["stores"]
+    assert [g["group"] for g in view["groups"]] == [1, 2]
+    for group in view["groups"]:
+        roles = sorted(member["role"] for member in group["members"])
+        assert roles == ["follower", "follower", "leader"], group
+    assert view["pending_moves"] == []
+    text = run_cli("status", "--stores", "--coordinators", coordinators)
+    assert text.returncode == 0 and "shards owned:" in text.stdout and "pending shard moves: 0" in text.stdout

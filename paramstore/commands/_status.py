@@ -1,4 +1,5 @@
-"""``paramstore status``: every coordinator node's own view, side by side.
+"""``paramstore status``: every coordinator node's own view, side by side (with ``--stores``,
+the store groups too: ``_status_stores``).
 
 Lag is how far a node's applied index trails the leader's commit index (the leader's view
 of the group, taken in the same round of questions).
@@ -11,6 +12,7 @@ from typing import Any
 
 from paramstore.client import CoordinatorClient, NodeStatus
 from paramstore.commands._common import add_coordinators_flag, print_json, run_with_client
+from paramstore.commands._status_stores import print_store_rows, store_rows
 
 __all__ = ["add_parser", "rows", "run"]
 
@@ -21,6 +23,11 @@ def add_parser(commands: Any) -> None:
     parser = commands.add_parser("status", help="show each coordinator node's role, term, indexes and lag")
     add_coordinators_flag(parser)
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument(
+        "--stores",
+        action="store_true",
+        help="also each store group's members, owned shards and pending moves",
+    )
 
 
 def rows(statuses: list[NodeStatus]) -> list[dict[str, Any]]:
@@ -62,8 +69,9 @@ def rows(statuses: list[NodeStatus]) -> list[dict[str, Any]]:
 def run(args: argparse.Namespace) -> int:
     async def body(client: CoordinatorClient) -> int:
         table = rows(await client.status_all(min(args.timeout, 5.0)))
+        stores = await store_rows(client, min(args.timeout, 5.0)) if args.stores else None
         if args.json:
-            print_json(table)
+            print_json(table if stores is None else {"coordinators": table, "stores": stores})
         else:
             print("  ".join(f"{c:<18}" if c == "address" else f"{c:<9}" for c in _COLUMNS).rstrip())
             for row in table:
@@ -72,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
                     continue
                 cells = [f"{row[c]!s:<18}" if c == "address" else f"{row[c]!s:<9}" for c in _COLUMNS]
                 print("  ".join(cells).rstrip())
+            if stores is not None:
+                print_store_rows(stores)
         # Non-zero when no node answered: a script can tell "down" from "up".
         return 0 if any("error" not in row for row in table) else 1
 
