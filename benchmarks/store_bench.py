@@ -123,7 +123,9 @@ async def worker_main(args: argparse.Namespace) -> dict[str, Any]:
         for piece in pieces:
             await client.push(args.model, piece)
 
-    async with StoreClient(args.coordinators.split(","), client_id=args.client_id) as client:
+    async with StoreClient(
+        args.coordinators.split(","), client_id=args.client_id, gradient_dtype=args.gradient_dtype
+    ) as client:
 
         async def op() -> int:
             if args.op == "push":
@@ -228,6 +230,7 @@ def run_workers(
     iterations: int,
     env: dict[str, str],
     tag: str,
+    gradient_dtype: str = "float32",
 ) -> dict[str, float]:
     """One rep: ``clients`` worker processes run ``op`` together; aggregate figures."""
     start_at = time.time() + WORKER_SETUP_S
@@ -256,6 +259,8 @@ def run_workers(
                 str(iterations),
                 "--push-piece-bytes",
                 str(min(PUSH_PIECE_MAX, MERGED_PUSH_BUDGET // clients)),
+                "--gradient-dtype",
+                gradient_dtype,
             ]
             workers.append(
                 subprocess.Popen(
@@ -289,6 +294,8 @@ class Case:
     model: str
     model_mb: int
     clients: int
+    # The push's element type on the wire (MB/s still counts the float32 parameters moved).
+    gradient_dtype: str = "float32"
 
 
 def measure_paramstore(args: argparse.Namespace, tuned: bool) -> dict[str, Any]:
@@ -306,6 +313,7 @@ def measure_paramstore(args: argparse.Namespace, tuned: bool) -> dict[str, Any]:
         cases = [
             Case(f"push {mb} MiB, 1 client", "push", "big", mb, 1),
             Case(f"push {mb} MiB, 4 clients", "push", "big", mb, 4),
+            Case(f"push {mb} MiB, 1 client, bfloat16", "push", "big", mb, 1, "bfloat16"),
             Case(f"pull {mb} MiB, 1 client", "pull", "big", mb, 1),
             Case(f"pull {mb} MiB, 4 clients", "pull", "big", mb, 4),
             Case(f"update loop {LOOP_MODEL_MB} MiB, 2 workers", "update", "loop", LOOP_MODEL_MB, 2),
@@ -324,6 +332,7 @@ def measure_paramstore(args: argparse.Namespace, tuned: bool) -> dict[str, Any]:
                     iterations=args.iterations,
                     env=env,
                     tag=tag,
+                    gradient_dtype=case.gradient_dtype,
                 )
                 mbs.append(result["MB/s"])
                 rates.append(result["ops/s"])
@@ -472,6 +481,9 @@ def report(
 
     row(f"push {mb} MiB, 1 client", "MB/s", "Redis SET+WAIT 16 MiB", peer("redis SET 16 MiB + WAIT"))
     row(f"push {mb} MiB, 4 clients", "MB/s", "Redis SET+WAIT 16 MiB", peer("redis SET 16 MiB + WAIT"))
+    row(
+        f"push {mb} MiB, 1 client, bfloat16", "MB/s", "Redis SET+WAIT 16 MiB", peer("redis SET 16 MiB + WAIT")
+    )
     row(f"pull {mb} MiB, 1 client", "MB/s", "Redis GET 16 MiB", peer("redis GET 16 MiB"))
     row(f"pull {mb} MiB, 4 clients", "MB/s", "Redis GET 16 MiB", peer("redis GET 16 MiB"))
     loop = f"update loop {LOOP_MODEL_MB} MiB, 2 workers"
@@ -535,6 +547,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--client-id", help=argparse.SUPPRESS)
     parser.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--push-piece-bytes", type=int, default=PUSH_PIECE_MAX, help=argparse.SUPPRESS)
+    parser.add_argument("--gradient-dtype", default="float32", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(asyncio.run(worker_main(args))), flush=True)
