@@ -25,7 +25,7 @@ SHAPE = ClusterShape.local(coordinators=3, groups=2, replicas=3)
 
 def test_the_command_line_knows_every_nemesis_of_the_package() -> None:
     assert _chaos._NEMESES == NEMESES
-    assert set(without_restarts()) == set(NEMESES) - {"kill", "leader"}
+    assert set(without_restarts()) == set(NEMESES) - {"kill", "leader", "power-loss", "fsync-fail"}
 
 
 # ---- targets -----------------------------------------------------------------------------------

@@ -48,5 +48,20 @@ class StorageFailedError(StorageError):
     """
 
 
+class StorageSyncError(StorageFailedError):
+    """An fsync of a WAL segment failed (EIO from a failing disk, say): the node must stop.
+
+    Nothing that write was for may be acknowledged, and the storage is not retried: a failed
+    fsync may have dropped the unsynced pages while marking them clean, so a second fsync
+    could succeed without the data ever reaching the disk.
+    """
+
+    def __init__(self, path: Path | str, cause: OSError) -> None:
+        reason = cause.strerror or str(cause)
+        super().__init__(f"fsync of WAL segment {path} failed: {reason} (errno {cause.errno})")
+        self.path = Path(path)
+        self.errno = cause.errno
+
+
 class StorageClosedError(StorageError):
     """The storage was used after ``close()``."""

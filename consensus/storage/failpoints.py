@@ -6,11 +6,16 @@ each ``name`` or ``name@N`` meaning "crash on the N-th hit"), or with ``arm``. H
 armed failpoint kills the process at once with SIGKILL: no ``finally`` blocks, no buffered
 output, exactly like ``kill -9`` between two instructions. (The kernel's page cache survives,
 as in a real process crash; losing unsynced data is a power failure, which this does not
-simulate.)
+simulate: ``paramstore chaos`` does that with the sync journal, ``sync_journal.py``.)
+
+One failpoint is not a crash: ``wal.fsync_error`` makes the WAL's fsync fail with
+``OSError(EIO)`` instead of syncing, on the N-th fsync and every one after it (a disk that
+failed stays failed), so that tests can check the node fail-stops instead of going on.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 
@@ -22,10 +27,12 @@ __all__ = [
     "SNAPSHOT_MID_WRITE",
     "WAL_AFTER_APPEND_BEFORE_FSYNC",
     "WAL_AFTER_FSYNC",
+    "WAL_FSYNC_ERROR",
     "arm",
     "arm_from_environment",
     "armed",
     "disarm_all",
+    "fail_io",
     "hit",
 ]
 
@@ -41,6 +48,8 @@ SNAPSHOT_MID_WRITE = "snapshot.mid_write"
 SNAPSHOT_BEFORE_RENAME = "snapshot.before_rename"
 # The snapshot has its final name, the directory entry is not yet synced.
 SNAPSHOT_AFTER_RENAME_BEFORE_DIR_FSYNC = "snapshot.after_rename_before_dir_fsync"
+# Not a crash: the WAL's fsync raises OSError(EIO) instead of syncing (``fail_io``).
+WAL_FSYNC_ERROR = "wal.fsync_error"
 
 FAILPOINT_NAMES = frozenset(
     {
@@ -49,6 +58,7 @@ FAILPOINT_NAMES = frozenset(
         SNAPSHOT_MID_WRITE,
         SNAPSHOT_BEFORE_RENAME,
         SNAPSHOT_AFTER_RENAME_BEFORE_DIR_FSYNC,
+        WAL_FSYNC_ERROR,
     }
 )
 
@@ -57,7 +67,8 @@ _hits_left: dict[str, int] = {}
 
 
 def arm(name: str, *, on_hit: int = 1) -> None:
-    """Crash the process on the ``on_hit``-th time ``name`` is reached from now on."""
+    """Crash the process (for ``WAL_FSYNC_ERROR``: fail the fsync) on the ``on_hit``-th time
+    ``name`` is reached from now on."""
     if name not in FAILPOINT_NAMES:
         raise ValueError(f"unknown failpoint {name!r}; known: {', '.join(sorted(FAILPOINT_NAMES))}")
     if on_hit < 1:
@@ -85,6 +96,20 @@ def hit(name: str) -> None:
         return
     os.write(2, f"paramstore: failpoint {name} hit, killing process {os.getpid()}\n".encode())
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def fail_io(name: str) -> None:
+    """Called right before the I/O that failpoint ``name`` stands for: raises ``OSError(EIO)``
+    from the armed hit on (it stays armed: every later attempt fails too)."""
+    if not _hits_left:  # the common case: one dict truth test
+        return
+    remaining = _hits_left.get(name)
+    if remaining is None:
+        return
+    if remaining > 1:
+        _hits_left[name] = remaining - 1
+        return
+    raise OSError(errno.EIO, f"{os.strerror(errno.EIO)} (failpoint {name})")
 
 
 def arm_from_environment(value: str | None) -> None:

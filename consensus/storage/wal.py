@@ -10,6 +10,15 @@ state) under a temporary name, synced, renamed into place, and its directory syn
 
 No thread runs inside: with ``FsyncPolicy.BATCH`` the driver calls ``sync()`` when
 ``needs_sync()`` becomes true (at ``sync_deadline()``).
+
+Opening a WAL that already exists syncs its last segment: after a process crash the records
+recovery reads back may be in the page cache only, and the node must not acknowledge
+anything on the strength of records that a power failure could still take away.
+
+Every fsync of a segment goes through ``_sync_segment``: a failed fsync raises
+``StorageSyncError`` (the node fail-stops; the ``wal.fsync_error`` failpoint makes one fail
+on purpose), and a successful one is recorded in the sync journal when that test facility
+is on (``sync_journal``).
 """
 
 from __future__ import annotations
@@ -22,9 +31,10 @@ from pathlib import Path
 from consensus import codec
 from consensus.errors import InvalidRequestError
 from consensus.messages import Entry, HardState, SnapshotMeta
-from consensus.storage import failpoints
+from consensus.storage import failpoints, sync_journal
 from consensus.storage.config import FsyncPolicy, StorageConfig
 from consensus.storage.entry_batch import encode_entry_batches
+from consensus.storage.errors import StorageSyncError
 from consensus.storage.files import remove_files, sync_directory, sync_file, write_all
 from consensus.storage.records import RECORD_HEADER_BYTES, RecordType, encode_record
 from consensus.storage.segments import (
@@ -88,7 +98,17 @@ class WriteAheadLog:
             path = _create_segment(directory, header, HardState(), sync=config.syncs)
             size = path.stat().st_size
             recovered = RecoveredWal([SegmentInfo(path, header, size, 0)], 0, [], HardState())
-        return cls(directory, config, clock, recovered), recovered
+            return cls(directory, config, clock, recovered), recovered
+        wal = cls(directory, config, clock, recovered)
+        if config.syncs:
+            # What a crashed process wrote may be in the page cache only: durable before use.
+            # (Every earlier segment was synced in full before the next one was created.)
+            try:
+                wal._sync_active()
+            except BaseException:
+                os.close(wal._fd)
+                raise
+        return wal, recovered
 
     # ---- state --------------------------------------------------------------------------
 
@@ -295,7 +315,8 @@ class WriteAheadLog:
         failpoints.hit(failpoints.WAL_AFTER_FSYNC)
 
     def _sync_active(self) -> None:
-        sync_file(self._fd)
+        segment = self._segments[-1]
+        _sync_segment(self._fd, segment.path, segment.size_bytes)
         self._unsynced_since = None
 
     def close(self) -> None:
@@ -327,10 +348,21 @@ def _create_segment(directory: Path, header: SegmentHeader, hard_state: HardStat
     try:
         write_all(fd, data)
         if sync:
-            sync_file(fd)
+            # Journaled under the final name: once the file has that name, this much is durable.
+            _sync_segment(fd, path, len(data))
     finally:
         os.close(fd)
     os.rename(temp, path)
     if sync:
         sync_directory(directory)
     return path
+
+
+def _sync_segment(fd: int, path: Path, size: int) -> None:
+    """fsync segment ``path`` (``size`` bytes long); a failure is final (``StorageSyncError``)."""
+    try:
+        failpoints.fail_io(failpoints.WAL_FSYNC_ERROR)
+        sync_file(fd)
+    except OSError as exc:
+        raise StorageSyncError(path, exc) from exc
+    sync_journal.record(path, size)

@@ -7,7 +7,7 @@ report directory.
 """
 
 from paramstore.chaos._attach import ClusterFileError, load_cluster_file
-from paramstore.chaos._catalogue import NEMESES, without_restarts
+from paramstore.chaos._catalogue import NEMESES, defaults_for, needing_fsync_always, without_restarts
 from paramstore.chaos._linearizability import check_linearizable, pair_history
 from paramstore.chaos._params_checker import check_params
 from paramstore.chaos._report import CheckerVerdict, FaultWindow, Violation, write_report
@@ -30,8 +30,10 @@ __all__ = [
     "WorkloadConfig",
     "check_linearizable",
     "check_params",
+    "defaults_for",
     "load_cluster_file",
     "load_timeline",
+    "needing_fsync_always",
     "pair_history",
     "run_chaos",
     "timeline_end",

@@ -16,11 +16,20 @@
   factor of 0.25x..4x drawn from the seed unless given), as a skewed clock would make it;
 * ``move``: move about a third of one model's shards off a store group to the others (shard
   move records in the coordinator, carried out by its leader's shard mover while the load
-  goes on); the fault ends when the moves are done (or after a bound, with a warning).
+  goes on); the fault ends when the moves are done (or after a bound, with a warning);
+* ``power-loss``: kill -9 a majority of one group's nodes at the same moment (its size
+  drawn from the seed, up to the whole group: with 3 nodes, all of them half the time) and
+  lose what they had not synced (``_power_loss.py``: each WAL segment cut back to its
+  synced size from the sync journal, or a torn tail); restart them when the fault ends. A
+  fault only under fsync=always, which syncs before acknowledging;
+* ``fsync-fail``: kill -9 a node and restart it with its WAL's fsync failing (EIO, the
+  ``wal.fsync_error`` failpoint); the fault's record says whether it fail-stopped (exited
+  non-zero) within the fault window; restarted normally when the fault ends.
 
 Without a target a nemesis draws its group and node from the seed; a scripted fault may
 pin them (``_targets.py``). Every fault records how to undo it, and ``heal`` does that:
-restart, SIGCONT, clear the fault rules, tick at the normal rate.
+restart, SIGCONT, clear the fault rules, tick at the normal rate. What a fault turned out
+to do, seen only when it is healed, is in ``take_notes``.
 """
 
 from __future__ import annotations
@@ -35,7 +44,9 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 
+from consensus.storage import failpoints
 from paramstore.chaos._catalogue import CATALOGUE
+from paramstore.chaos._power_loss import describe_cuts
 from paramstore.chaos._shapes import Cuts, bridge, cut_links, majorities_ring
 from paramstore.chaos._targets import Target
 from paramstore.chaos._views import ClusterView, Node, node_name
@@ -70,6 +81,7 @@ class Nemeses:
         self.view = view
         self.rng = rng
         self._heal: list[Heal] = []
+        self._notes: list[str] = []
 
     async def strike(self, name: str, target: Target | None = None, factor: float | None = None) -> str:
         """Inject fault ``name`` (healing the previous one first); returns what was done."""
@@ -91,6 +103,11 @@ class Nemeses:
                     await result
             except Exception as exc:  # one failed step must not leave the others undone
                 log.warning("healing a fault: %s", exc)
+
+    def take_notes(self) -> list[str]:
+        """What the healed fault was seen to do while it lasted (for its record); then none."""
+        notes, self._notes = self._notes, []
+        return notes
 
     # ---- choosing where ------------------------------------------------------------------------
 
@@ -223,6 +240,54 @@ class Nemeses:
                 peers=sorted(peers), direction=raft_api.FAULT_DIRECTION_BOTH, partition=True
             )
             await self.view.inject(node, rule)
+
+    # ---- disk faults -----------------------------------------------------------------------------
+
+    async def _power_loss(self, target: Target | None) -> str:
+        group = self._group(target)
+        members = sorted(self.view.members(group))
+        # A bare majority, or the whole group: with one node left up, its log usually wins
+        # the next election and hides what the others lost; with none, nothing can.
+        count = self.rng.randint(len(members) // 2 + 1, len(members))
+        victims = sorted(self.rng.sample(members, count))
+        # One generator per node, drawn now: how its files are cut depends on their sizes,
+        # which differ from run to run, and must not shift the schedule's later draws.
+        disks = [random.Random(self.rng.getrandbits(64)) for _ in victims]
+        if target is not None and target.kind == "leader":
+            leader = await self.view.leader(group)
+            if not leader:
+                return f"{target} had no leader to cut the power of"
+            if leader not in victims:
+                victims = sorted([leader, *victims[1:]])
+        nodes = [(group, victim) for victim in victims]
+        self._heal.extend(functools.partial(self.view.restart, node) for node in nodes)
+        cuts = await asyncio.to_thread(self.view.cut_power, dict(zip(nodes, disks, strict=True)))
+        names = ", ".join(node_name(node) for node in nodes)
+        lost = "; ".join(f"{node_name(node)} {describe_cuts(cuts[node])}" for node in nodes)
+        return f"power loss in {group_name(group)}: kill -9 {names} at once; {lost}"
+
+    async def _fsync_fail(self, target: Target | None) -> str:
+        node = await self._node(target)
+        if node is None:
+            return f"{target} had no leader to fail the fsync of"
+        self.view.kill(node)
+        self._heal.append(functools.partial(self._end_fsync_fail, node, time.monotonic()))
+        self.view.restart(node, {failpoints.ENV_VARIABLE: failpoints.WAL_FSYNC_ERROR})
+        return f"kill -9 {node_name(node)}, restarted with its WAL fsync failing (EIO)"
+
+    def _end_fsync_fail(self, node: Node, struck: float) -> None:
+        """Note whether the node fail-stopped, then restart it with a working fsync."""
+        status = self.view.exit_status(node)
+        name = node_name(node)
+        if status is None:
+            waited = time.monotonic() - struck
+            self._notes.append(f"{name} was still running {waited:.1f} s later: no fail-stop seen")
+            self.view.kill(node)
+        elif status != 0:
+            self._notes.append(f"{name} fail-stopped (exit status {status}) within the fault window")
+        else:
+            self._notes.append(f"{name} exited with status 0, not a fail-stop")
+        self.view.restart(node)
 
     # ---- clock faults ----------------------------------------------------------------------------
 

@@ -28,8 +28,9 @@ from typing import Any
 import grpc
 import numpy as np
 
+from consensus.storage import sync_journal
 from paramstore.chaos._attach import load_cluster_file
-from paramstore.chaos._catalogue import NEMESES
+from paramstore.chaos._catalogue import defaults_for, needing_fsync_always
 from paramstore.chaos._history import History
 from paramstore.chaos._linearizability import check_linearizable, pair_history
 from paramstore.chaos._params_checker import check_params
@@ -45,7 +46,7 @@ from paramstore.chaos._workload import (
     run_pull_client,
     run_push_client,
 )
-from paramstore.client import StoreClient
+from paramstore.client import ClientError, StoreClient
 from paramstore.commands._up import LocalCluster
 from proto import store_service_pb2 as store_api
 from proto import store_service_pb2_grpc as store_grpc
@@ -55,7 +56,6 @@ __all__ = ["ChaosConfig", "ChaosOutcome", "run_chaos"]
 log = logging.getLogger("paramstore.chaos")
 
 _READY_S = 60.0
-_SETTLE_S = 60.0
 _DRAIN_S = 30.0
 
 
@@ -64,7 +64,7 @@ class ChaosConfig:
     directory: Path
     duration_s: float = 30.0
     seed: int = 1
-    nemeses: tuple[str, ...] = NEMESES
+    nemeses: tuple[str, ...] = defaults_for("batch")
     fault_s: float = 3.0
     gap_s: float = 2.0
     groups: int = 2
@@ -74,6 +74,9 @@ class ChaosConfig:
     cluster_env: dict[str, str] = field(default_factory=dict)
     # Scripted faults instead of the random schedule (``nemeses``, ``fault_s``, ``gap_s``).
     timeline: tuple[ScriptedFault, ...] | None = None
+    # How long the end of the run waits for the healed cluster to settle (leaders, the final
+    # pull, every replica caught up) before it counts what is missing as a violation.
+    settle_s: float = 60.0
     # A running cluster's cluster.json (or its directory) to attack instead of starting one;
     # ``groups``, ``fsync`` and ``cluster_env`` then do not apply.
     attach: Path | None = None
@@ -94,15 +97,25 @@ class ChaosOutcome:
 
 
 async def run_chaos(config: ChaosConfig) -> ChaosOutcome:
+    named = {f.nemesis for f in config.timeline} if config.timeline is not None else set(config.nemeses)
+    unsynced = sorted(named & set(needing_fsync_always()))
+    if unsynced and config.attach is None and config.fsync != "always":
+        raise ValueError(
+            f"nemeses {', '.join(unsynced)} lose unsynced writes, a fault only under fsync 'always', "
+            f"not {config.fsync!r}"
+        )
     config.directory.mkdir(parents=True, exist_ok=True)
     if config.attach is not None:
         return await _run_attached(config, config.attach)
+    env = dict(config.cluster_env)
+    if unsynced:  # what the nodes synced, for the power-loss nemesis to cut their WALs back to
+        env.setdefault(sync_journal.ENV_VARIABLE, str(config.directory.absolute() / "sync-journal"))
     cluster = LocalCluster(
         config.directory / "cluster",
         groups=config.groups,
         replicas=3,
         fsync=config.fsync,
-        extra_env=config.cluster_env,
+        extra_env=env,
     )
     cluster.start()
     try:
@@ -179,8 +192,8 @@ async def _run(config: ChaosConfig, view: ClusterView) -> ChaosOutcome:
         if task.exception() is not None:
             raise task.exception()  # type: ignore[misc]
     ran_s = time.monotonic() - started
-    await view.wait_for_coordinator_leader(_SETTLE_S)
-    final, convergence = await _final_state(view, addresses, workload)
+    await view.wait_for_coordinator_leader(config.settle_s)
+    final, convergence = await _final_state(view, addresses, workload, config.settle_s)
     verdicts = _check(history, final, convergence)
     faults = [FaultWindow(f.name, f.start, f.end, f.detail) for f in schedule.faults]
     operations = sum(1 for r in history.records if r["type"] == "invoke")
@@ -207,15 +220,19 @@ async def _run(config: ChaosConfig, view: ClusterView) -> ChaosOutcome:
 
 
 async def _final_state(
-    view: ClusterView, addresses: list[str], workload: WorkloadConfig
+    view: ClusterView, addresses: list[str], workload: WorkloadConfig, settle_s: float
 ) -> tuple[dict[str, Any] | None, CheckerVerdict]:
     """The final weights (a linearizable pull) and the convergence verdict: every replica
     of every group, once it applied what its leader committed, holds the same weights."""
-    deadline = time.monotonic() + _SETTLE_S
+    deadline = time.monotonic() + settle_s
     client_id = workload.client_id("chaos-final")
-    async with StoreClient(addresses, client_id=client_id, deadline_s=_SETTLE_S) as client:
-        final = await client.pull(workload.model)
     violations: list[Violation] = []
+    final: dict[str, Any] | None = None
+    async with StoreClient(addresses, client_id=client_id, deadline_s=settle_s) as client:
+        try:
+            final = await client.pull(workload.model)
+        except ClientError as exc:  # a cluster that lost the model (a planted bug, say) fails here
+            violations.append(Violation(f"the final weights could not be pulled: {str(exc)[:300]}", ()))
     for group, members in sorted(view.store_addresses.items()):
         digests = await _settled_digests(list(members.values()), workload.model, deadline)
         if len(set(digests.values())) > 1:
@@ -232,7 +249,7 @@ async def _final_state(
         not violations,
         "every replica of every store group holds the same weights"
         if not violations
-        else f"{len(violations)} group(s) did not converge",
+        else f"{len(violations)} violation(s): groups that did not converge, or no final weights",
         violations,
     )
     return final, verdict
@@ -257,7 +274,10 @@ async def _settled_digests(addresses: list[str], model: str, deadline: float) ->
         for address, status in statuses.items():
             if address in digests or not target or status.applied_index < target:
                 continue
-            digests[address] = await _digest(address, model)
+            try:
+                digests[address] = await _digest(address, model)
+            except grpc.aio.AioRpcError as exc:
+                log.info("digest of %s on %s: %s", model, address, exc.code().name)
         if len(digests) < len(addresses):
             await asyncio.sleep(0.1)
     return digests

@@ -84,9 +84,11 @@ class Schedule:
 
     async def heal(self) -> None:
         await self.strikes.heal()
+        notes = self.strikes.take_notes()
         for record in self.faults:
             if record.end is None:
                 record.end = self.now()
+                record.detail = "; ".join([record.detail, *notes]) if notes else record.detail
 
     async def _run_random(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

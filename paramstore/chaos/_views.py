@@ -3,7 +3,9 @@
 Two kinds, so that nemeses, workload and checkers do not care which:
 
 * ``LocalView``: a ``LocalCluster`` the run started itself. Its processes are the run's own
-  children, so nemeses may kill them and restart them with the same command line.
+  children, so nemeses may kill them and restart them with the same command line (or with
+  a failpoint armed), and cut their power: kill -9 several at once and throw away what they
+  had not synced, as the sync journal (``PARAMSTORE_SYNC_JOURNAL``) tells.
 * ``AttachedView``: a cluster ``paramstore up`` runs (``--cluster``). Its processes belong
   to ``up``: the view signals them (SIGSTOP / SIGCONT, after checking the pid still is that
   node) but never kills or restarts them (``can_restart`` is False).
@@ -16,14 +18,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import signal
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import grpc
 
+from consensus.storage import sync_journal
+from consensus.storage.node_storage import WAL_DIR_NAME
 from paramstore.chaos._attach import AttachedCluster
+from paramstore.chaos._power_loss import SegmentCut, lose_unsynced_writes
 from paramstore.chaos._targets import ClusterShape
 from paramstore.client import CoordinatorClient
 from paramstore.commands._up import LocalCluster, _store_leader
@@ -88,8 +95,17 @@ class ClusterView:
     def kill(self, node: Node) -> None:
         raise RuntimeError(f"cannot kill {node_name(node)}: this cluster's processes are not ours to restart")
 
-    def restart(self, node: Node) -> None:
+    def restart(self, node: Node, env: dict[str, str] | None = None) -> None:
         raise RuntimeError(f"cannot restart {node_name(node)}: this cluster's processes are not ours")
+
+    def cut_power(self, nodes: Mapping[Node, random.Random]) -> dict[Node, list[SegmentCut]]:
+        """kill -9 ``nodes`` at once, then lose what each had not synced (see ``_power_loss``),
+        each with its own random generator (for torn tails)."""
+        raise RuntimeError("cannot cut power: this cluster's processes are not ours to kill and restart")
+
+    def exit_status(self, node: Node) -> int | None:
+        """The node's exit status once its process has ended; None while it runs."""
+        raise RuntimeError(f"cannot see how {node_name(node)} exited: its process is not ours")
 
     def signal(self, node: Node, signum: int) -> bool:
         """Send ``signum`` to the node's process if it runs; whether it was sent."""
@@ -166,6 +182,8 @@ class LocalView(ClusterView):
     def __init__(self, cluster: LocalCluster) -> None:
         super().__init__(cluster.addresses, cluster.store_addresses)
         self.cluster = cluster
+        journal = cluster.extra_env.get(sync_journal.ENV_VARIABLE)
+        self._journal = sync_journal.JournalReader(Path(journal)) if journal else None
 
     def describe(self) -> str:
         groups = self.cluster.store_addresses
@@ -190,15 +208,39 @@ class LocalView(ClusterView):
             process.send_signal(signal.SIGKILL)
             process.wait(timeout=10)
 
-    def restart(self, node: Node) -> None:
+    def restart(self, node: Node, env: dict[str, str] | None = None) -> None:
+        """Start the node again unless it runs; ``env`` adds to (or overrides) the cluster's."""
         process = self._process(node)
         if process is not None and process.poll() is None:
             return
         group, node_id = node
         if group == 0:
-            self.cluster.start_node(node_id)
+            self.cluster.start_node(node_id, env)
         else:
-            self.cluster.start_store(group, node_id)
+            self.cluster.start_store(group, node_id, env)
+
+    def cut_power(self, nodes: Mapping[Node, random.Random]) -> dict[Node, list[SegmentCut]]:
+        if self._journal is None:
+            raise RuntimeError(
+                f"cannot simulate a power loss: the cluster runs without {sync_journal.ENV_VARIABLE}"
+            )
+        live = [p for node in nodes if (p := self._process(node)) is not None and p.poll() is None]
+        for process in live:  # every signal first: the same moment for all of them
+            process.send_signal(signal.SIGKILL)
+        for process in live:
+            process.wait(timeout=10)
+        synced = self._journal.synced_sizes()
+        return {node: lose_unsynced_writes(self._wal_dir(node), synced, rng) for node, rng in nodes.items()}
+
+    def _wal_dir(self, node: Node) -> Path:
+        group, node_id = node
+        if group == 0:
+            return self.cluster.data_dir(node_id) / WAL_DIR_NAME
+        return self.cluster.store_data_dir(group, node_id) / WAL_DIR_NAME
+
+    def exit_status(self, node: Node) -> int | None:
+        process = self._process(node)
+        return None if process is None else process.poll()
 
     def signal(self, node: Node, signum: int) -> bool:
         process = self._process(node)

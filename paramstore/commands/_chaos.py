@@ -45,6 +45,8 @@ _NEMESES = (
     "majorities-ring",
     "skew",
     "move",
+    "power-loss",
+    "fsync-fail",
 )
 _DEFAULT_DURATION_S = 30.0
 # Quiet time after a timeline's last fault, so that the run shows the cluster recovering.
@@ -70,8 +72,8 @@ def add_parser(commands: Any) -> None:
         "--nemesis",
         "--nemeses",
         dest="nemesis",
-        help=f"comma-separated, of {','.join(_NEMESES)} (default: all; attached: all that kill "
-        "no process); 'none' for no faults",
+        help=f"comma-separated, of {','.join(_NEMESES)} (default: all, power-loss only with "
+        "--fsync always; attached: all that kill no process); 'none' for no faults",
     )
     parser.add_argument("--fault-s", type=float, default=3.0, help="how long each fault lasts (default 3)")
     parser.add_argument("--gap-s", type=float, default=2.0, help="quiet time between faults (default 2)")
@@ -132,8 +134,10 @@ def _plan(args: argparse.Namespace) -> _Plan:
         ClusterFileError,
         ClusterShape,
         TimelineError,
+        defaults_for,
         load_cluster_file,
         load_timeline,
+        needing_fsync_always,
         timeline_end,
         without_restarts,
     )
@@ -150,13 +154,25 @@ def _plan(args: argparse.Namespace) -> _Plan:
     else:
         shape = ClusterShape.local(coordinators=3, groups=groups, replicas=3)
         allowed = _NEMESES
+    fsync = args.fsync or "batch"
     nemeses = _nemeses(args.nemesis, allowed, attached=args.cluster is not None)
+    if args.nemesis is None and args.cluster is None:
+        nemeses = defaults_for(fsync)  # power-loss only where it is a fault
     timeline = None
     if args.timeline is not None:
         try:
             timeline = tuple(load_timeline(args.timeline, shape, allowed))
         except TimelineError as exc:
             raise _Refused(str(exc)) from None
+    named = {f.nemesis for f in timeline} if timeline is not None else set(nemeses)
+    unsynced = sorted(named & set(needing_fsync_always()))
+    if unsynced and fsync != "always":
+        policy = "batch (the default)" if args.fsync is None else fsync
+        raise _Refused(
+            f"{', '.join(unsynced)}: loses what the nodes did not sync, a fault only with --fsync "
+            f"always (with --fsync {policy} acknowledged writes may not be synced yet, by design); "
+            "add --fsync always"
+        )
     duration_s = args.duration
     if timeline is not None:
         end = timeline_end(timeline)
@@ -174,7 +190,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
         timeline=timeline,
         attach=args.cluster,
         groups=groups,
-        fsync=args.fsync or "batch",
+        fsync=fsync,
     )
 
 
@@ -188,6 +204,12 @@ def _nemeses(value: str | None, allowed: tuple[str, ...], *, attached: bool) -> 
             f"--nemesis: unknown {', '.join(unknown)}; expected some of {', '.join(_NEMESES)} or none"
         )
     refused = [n for n in nemeses if n not in allowed]
+    if "power-loss" in refused and attached:
+        raise _Refused(
+            "--nemesis power-loss: not available with --cluster: it kills nodes and cuts their WAL "
+            "files back to what they synced, which needs processes this run started itself, with "
+            "a sync journal"
+        )
     if refused and attached:
         raise _Refused(
             f"--nemesis {','.join(refused)}: kills processes, which an attached run cannot restart "

@@ -8,7 +8,10 @@ breaks one promise in a known way, so that the tests can show the checkers catch
 * ``skip-dedup``: the shard state machine forgets which pushes it applied, so a retried push
   is applied again;
 * ``ack-before-commit``: a store leader acknowledges a push as soon as it is queued, before
-  its log entry is committed and applied.
+  its log entry is committed and applied;
+* ``drop-fsync``: the WAL's fsync does nothing (so the sync journal records nothing either):
+  acknowledged writes sit in the page cache only, which a process crash does not show and a
+  power loss (the chaos ``power-loss`` nemesis) does.
 """
 
 from __future__ import annotations
@@ -45,6 +48,12 @@ elif _BUG == "ack-before-commit":
         return early
 
     _store_batcher.PushBatcher.submit = _submit  # type: ignore[method-assign]
+
+elif _BUG == "drop-fsync":
+    from consensus.storage import wal, wal_recovery
+
+    wal._sync_segment = lambda fd, path, size: None  # type: ignore[attr-defined]
+    wal_recovery.sync_file = lambda fd: None  # type: ignore[attr-defined]
 
 elif _BUG:
     raise SystemExit(f"PARAMSTORE_TEST_BUG={_BUG!r}: unknown bug")

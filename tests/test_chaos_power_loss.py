@@ -1,0 +1,96 @@
+"""The power-loss model (``paramstore/chaos/_power_loss.py``) on real WAL files: every synced
+entry survives, unsynced ones go (whole or as a torn tail), and recovery always opens what
+is left, also when nothing was ever synced (the planted ``drop-fsync`` bug)."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from consensus.messages import Entry, EntryKind, HardState, Ready
+from consensus.storage import NodeStorage, StorageConfig, sync_journal
+from consensus.storage.sync_journal import JournalReader
+from paramstore.chaos._power_loss import describe_cuts, lose_unsynced_writes
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "sync-journal"
+    sync_journal.enable(path)
+    try:
+        yield path
+    finally:
+        sync_journal.disable()
+
+
+def open_storage(path: Path, segment_bytes_max: int = 64 << 20) -> NodeStorage:
+    config = StorageConfig(fsync="always", segment_bytes_max=segment_bytes_max)
+    return NodeStorage.open(path, cluster_id="power", node_id=1, config=config)
+
+
+def entry(index: int) -> Entry:
+    return Entry(1, index, EntryKind.NORMAL, bytes([index % 251]) * 90)
+
+
+def write(storage: NodeStorage, first: int, count: int, *, synced: bool, commit: int = 0) -> None:
+    ready = Ready(entries=[entry(i) for i in range(first, first + count)], hard_state=HardState(1, 1, commit))
+    storage.save_ready(ready, defer_sync=not synced)  # the owed sync is never done: unsynced
+
+
+def test_synced_entries_survive_and_what_is_left_always_opens(journal: Path, tmp_path: Path) -> None:
+    node = tmp_path / "node"
+    with open_storage(node) as storage:
+        write(storage, 1, 20, synced=True)
+        for first in range(21, 41, 4):
+            write(storage, first, 4, synced=False, commit=20)
+        storage.save_ready(Ready(hard_state=HardState(1, 1, 30)))  # commit only: never synced
+    synced = JournalReader(journal).synced_sizes()
+    seen: set[str] = set()
+    for seed in range(40):
+        copy = tmp_path / f"copy-{seed}"
+        shutil.copytree(node, copy)
+        copied = {str(copy / Path(p).relative_to(node)): size for p, size in synced.items()}
+        cuts = lose_unsynced_writes(copy / "wal", copied, random.Random(seed))
+        (cut,) = cuts
+        assert cut.lost > 0 and not cut.removed
+        seen.add("torn" if cut.damage else "cut")
+        seen.update(w for w in ("zeroed", "garbage") if w in cut.damage)
+        with open_storage(copy) as storage:
+            restored = storage.restored_state().entries
+            assert restored[:20] == tuple(entry(i) for i in range(1, 21)), seed
+            assert restored == tuple(entry(i) for i in range(1, len(restored) + 1)), seed
+            if not cut.damage:
+                assert len(restored) == 20 and not storage.recovery_notes
+        assert "truncated" in describe_cuts(cuts)
+    assert seen == {"cut", "torn", "zeroed", "garbage"}
+
+
+def test_a_log_never_synced_keeps_its_first_segment_preamble_and_opens_empty(tmp_path: Path) -> None:
+    node = tmp_path / "node"
+    with open_storage(node, segment_bytes_max=600) as storage:
+        for first in range(1, 31, 3):
+            write(storage, first, 3, synced=True)  # synced, but no journal: as with drop-fsync
+        segments = storage.segment_paths()
+    assert len(segments) >= 3
+    cuts = lose_unsynced_writes(node / "wal", {}, random.Random(2))
+    assert [c.removed for c in cuts] == [False] + [True] * (len(segments) - 1)
+    assert [p.name for p in (node / "wal").iterdir()] == [segments[0].name]
+    with open_storage(node, segment_bytes_max=600) as storage:
+        restored = storage.restored_state().entries
+        assert restored == tuple(entry(i) for i in range(1, len(restored) + 1))
+    text = describe_cuts(cuts)
+    assert text.startswith(f"truncated {sum(c.lost for c in cuts)} unsynced bytes") and "removed" in text
+
+
+def test_a_fully_synced_log_loses_nothing(journal: Path, tmp_path: Path) -> None:
+    with open_storage(tmp_path / "node") as storage:
+        write(storage, 1, 5, synced=True)
+    synced = JournalReader(journal).synced_sizes()
+    assert synced and all(os.path.getsize(p) == size for p, size in synced.items())
+    assert lose_unsynced_writes(tmp_path / "node" / "wal", synced, random.Random(1)) == []
+    assert describe_cuts([]) == "truncated 0 unsynced bytes (everything was synced)"
