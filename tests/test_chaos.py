@@ -172,3 +172,27 @@ def test_shards_move_during_a_chaos_run_and_nothing_is_lost_or_doubled(tmp_path:
     faults = json.loads((Path(match.group(1)).parent / "faults.json").read_text())
     moves = [f for f in faults if f["name"] == "move"]
     assert moves and all(re.match(r"moving [1-9]\d* shard\(s\) of ", f["detail"]) for f in moves), faults
+
+
+# Store node 1 of group 1 is cut off from its peers for 5 s: under the bug it keeps answering
+# pulls from its frozen state (a pull client asks node 1 first and sticks to a node that
+# answers), while the others commit new pushes.
+_CUT_OFF_NODE = (ScriptedFault(1, 2.0, 5.0, "partition", Target("node", 1, 1)),)
+
+
+@pytest.mark.parametrize("bug", ["stale-pulls", None])
+def test_pulls_without_read_index_are_caught_as_stale(tmp_path: Path, bug: str | None) -> None:
+    env = {"PYTHONPATH": str(BUGS_DIR), "PARAMSTORE_TEST_BUG": bug} if bug else {}
+    config = ChaosConfig(
+        tmp_path, duration_s=9.0, seed=5, groups=1, timeline=_CUT_OFF_NODE, cluster_env=env
+    )  # fmt: skip
+    outcome = asyncio.run(run_chaos(config))
+    faults = json.loads((outcome.report.parent / "faults.json").read_text())
+    assert [f["name"] for f in faults] == ["partition"] and "store 1-1" in faults[0]["detail"], faults
+    if bug is None:
+        assert outcome.ok and outcome.violations == 0, [v.summary for v in outcome.verdicts]
+        return
+    params = outcome.verdicts[0]
+    assert not outcome.ok and params.ok is False
+    stale = [v.description for v in params.violations if "acked before it began" in v.description]
+    assert stale, [v.description for v in params.violations[:5]]

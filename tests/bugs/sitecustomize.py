@@ -9,6 +9,9 @@ breaks one promise in a known way, so that the tests can show the checkers catch
   is applied again;
 * ``ack-before-commit``: a store leader acknowledges a push as soon as it is queued, before
   its log entry is committed and applied;
+* ``stale-pulls``: a store node serves pulls from its own state without checking that it
+  leads and without a ReadIndex barrier, so a follower (or a deposed leader) cut off from its
+  group answers with weights that miss pushes acknowledged since;
 * ``drop-fsync``: the WAL's fsync does nothing (so the sync journal records nothing either):
   acknowledged writes sit in the page cache only, which a process crash does not show and a
   power loss (the chaos ``power-loss`` nemesis) does.
@@ -48,6 +51,14 @@ elif _BUG == "ack-before-commit":
         return early
 
     _store_batcher.PushBatcher.submit = _submit  # type: ignore[method-assign]
+
+elif _BUG == "stale-pulls":
+    from paramstore.server import _store_service
+
+    async def _no_barrier(self, context):  # type: ignore[no-untyped-def]
+        return None
+
+    _store_service.StoreService._barrier = _no_barrier  # type: ignore[method-assign]
 
 elif _BUG == "drop-fsync":
     from consensus.storage import wal, wal_recovery
