@@ -196,3 +196,19 @@ def test_pulls_without_read_index_are_caught_as_stale(tmp_path: Path, bug: str |
     assert not outcome.ok and params.ok is False
     stale = [v.description for v in params.violations if "acked before it began" in v.description]
     assert stale, [v.description for v in params.violations[:5]]
+
+
+def test_a_coordinator_removed_and_added_back_during_a_run_passes(tmp_path: Path) -> None:
+    run = _chaos_cli(
+        "--nemeses", "membership", "--seed", "4", "--groups", "1",
+        "--duration", "8", "--fault-s", "2", "--gap-s", "1", "--dir", str(tmp_path),
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    last = run.stdout.strip().splitlines()[-1]
+    match = re.fullmatch(r"operations=\d+ faults=\d+ violations=0 result=OK report=(\S+)", last)
+    assert match, last
+    faults = json.loads((Path(match.group(1)).parent / "faults.json").read_text())
+    removals = [f["detail"] for f in faults if f["name"] == "membership"]
+    assert removals and all(re.match(r"removed coordinator \d from the group", d) for d in removals), faults
+    back = [re.search(r"added back and promoted \(voters \[([\d, ]+)\]\)", d) for d in removals]
+    assert all(m and sorted(map(int, m.group(1).split(", "))) == [1, 2, 3] for m in back), faults

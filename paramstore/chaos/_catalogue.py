@@ -54,6 +54,7 @@ CATALOGUE: dict[str, NemesisSpec] = {
     "move": NemesisSpec(frozenset({"group"})),  # a group: move shards off that store group
     "power-loss": NemesisSpec(_GROUP, restarts=True, needs_fsync_always=True),
     "fsync-fail": NemesisSpec(_ANY, restarts=True),
+    "membership": NemesisSpec(frozenset({"group", "node"})),  # coordinator followers only
 }
 
 NEMESES = tuple(CATALOGUE)

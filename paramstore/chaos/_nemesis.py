@@ -14,6 +14,9 @@
   see the same one (the shapes are described in ``_shapes.py``);
 * ``skew``: one node's Raft tick timer runs fast or slow (``RaftAdmin.SetTickRate``; a
   factor of 0.25x..4x drawn from the seed unless given), as a skewed clock would make it;
+* ``membership``: remove a coordinator follower from the coordinator group (a Raft
+  membership change through the log); when the fault ends it is added back as a learner,
+  caught up and promoted to voter again;
 * ``move``: move about a third of one model's shards off a store group to the others (shard
   move records in the coordinator, carried out by its leader's shard mover while the load
   goes on); the fault ends when the moves are done (or after a bound, with a warning);
@@ -58,6 +61,8 @@ from paramstore.client import (
     pending_moves,
     record_moves,
 )
+from paramstore.commands._cluster import wait_caught_up
+from proto import coordinator_service_pb2 as coordinator_api
 from proto import raft_service_pb2 as raft_api
 
 __all__ = ["Nemeses", "draw_skew_factor"]
@@ -291,6 +296,28 @@ class Nemeses:
 
     # ---- clock faults ----------------------------------------------------------------------------
 
+    # ---- membership -----------------------------------------------------------------------------
+
+    async def _membership(self, target: Target | None) -> str:
+        leader = await self.view.leader(0)
+        if not leader:
+            return "the coordinator group had no leader: no membership change"
+        followers = sorted(n for n in self.view.members(0) if n != leader)
+        wanted = target.node if target is not None and target.kind == "node" else None
+        node = wanted if wanted in followers else self.rng.choice(followers)
+        async with CoordinatorClient(self.view.client_addresses, deadline_s=10.0) as client:
+            response = await client.change_membership(coordinator_api.MEMBERSHIP_CHANGE_REMOVE_NODE, node)
+        self._heal.append(functools.partial(self._add_back, node))
+        return f"removed coordinator {node} from the group (voters now {list(response.voters)})"
+
+    async def _add_back(self, node: int) -> None:
+        """Re-add a removed coordinator: as a learner, then, once caught up, as a voter."""
+        async with CoordinatorClient(self.view.client_addresses, deadline_s=_CATCH_UP_S) as client:
+            await client.change_membership(coordinator_api.MEMBERSHIP_CHANGE_ADD_LEARNER, node)
+            await wait_caught_up(client, node, _CATCH_UP_S)
+            response = await client.change_membership(coordinator_api.MEMBERSHIP_CHANGE_PROMOTE_LEARNER, node)
+        self._notes.append(f"coordinator {node} added back and promoted (voters {list(response.voters)})")
+
     # ---- shard moves ----------------------------------------------------------------------------
 
     async def _move(self, target: Target | None) -> str:
@@ -328,6 +355,7 @@ class Nemeses:
 
 
 _MOVES_WAIT_S = 30.0
+_CATCH_UP_S = 30.0
 
 
 async def _wait_for_moves(addresses: list[str], keys: set[str]) -> None:

@@ -47,6 +47,7 @@ _NEMESES = (
     "move",
     "power-loss",
     "fsync-fail",
+    "membership",
 )
 _DEFAULT_DURATION_S = 30.0
 # Quiet time after a timeline's last fault, so that the run shows the cluster recovering.

@@ -26,7 +26,7 @@ from paramstore.commands._common import add_coordinators_flag, fail, run_with_cl
 from paramstore.server import peer_address_key
 from proto import coordinator_service_pb2 as api
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "run", "wait_caught_up"]
 
 _CATCHUP_POLL_S = 0.1
 
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         if action == "add-node":
             await client.put(peer_address_key(args.id), args.address.encode())
             await client.change_membership(api.MEMBERSHIP_CHANGE_ADD_LEARNER, args.id)
-            await _wait_caught_up(client, args.id, args.catchup_timeout)
+            await wait_caught_up(client, args.id, args.catchup_timeout)
             response = await client.change_membership(api.MEMBERSHIP_CHANGE_PROMOTE_LEARNER, args.id)
         elif action == "remove-node":
             response = await client.change_membership(api.MEMBERSHIP_CHANGE_REMOVE_NODE, args.id)
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     return run_with_client(command, args, body)
 
 
-async def _wait_caught_up(client: CoordinatorClient, node_id: int, timeout_s: float) -> None:
+async def wait_caught_up(client: CoordinatorClient, node_id: int, timeout_s: float) -> None:
     """Until the leader has replicated its whole log to ``node_id`` (its match index)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
