@@ -27,7 +27,7 @@
   fault only under fsync=always, which syncs before acknowledging;
 * ``fsync-fail``: kill -9 a node and restart it with its WAL's fsync failing (EIO, the
   ``wal.fsync_error`` failpoint); the fault's record says whether it fail-stopped (exited
-  non-zero) within the fault window; restarted normally when the fault ends.
+  non-zero; it is given a bounded time to start up and stop); restarted normally after.
 
 Without a target a nemesis draws its group and node from the seed; a scripted fault may
 pin them (``_targets.py``). Every fault records how to undo it, and ``heal`` does that:
@@ -280,16 +280,21 @@ class Nemeses:
         self.view.restart(node, {failpoints.ENV_VARIABLE: failpoints.WAL_FSYNC_ERROR})
         return f"kill -9 {node_name(node)}, restarted with its WAL fsync failing (EIO)"
 
-    def _end_fsync_fail(self, node: Node, struck: float) -> None:
-        """Note whether the node fail-stopped, then restart it with a working fsync."""
+    async def _end_fsync_fail(self, node: Node, struck: float) -> None:
+        """Note whether the node fail-stopped, then restart it with a working fsync. A node
+        still starting up (a loaded machine can take seconds to import it) is given until
+        ``_FAIL_STOP_WAIT_S`` after the strike to reach its first fsync and stop."""
         status = self.view.exit_status(node)
+        while status is None and time.monotonic() - struck < _FAIL_STOP_WAIT_S:
+            await asyncio.sleep(0.1)
+            status = self.view.exit_status(node)
         name = node_name(node)
         if status is None:
             waited = time.monotonic() - struck
             self._notes.append(f"{name} was still running {waited:.1f} s later: no fail-stop seen")
             self.view.kill(node)
         elif status != 0:
-            self._notes.append(f"{name} fail-stopped (exit status {status}) within the fault window")
+            self._notes.append(f"{name} fail-stopped (exit status {status})")
         else:
             self._notes.append(f"{name} exited with status 0, not a fail-stop")
         self.view.restart(node)
@@ -355,6 +360,7 @@ class Nemeses:
 
 
 _MOVES_WAIT_S = 30.0
+_FAIL_STOP_WAIT_S = 30.0
 _CATCH_UP_S = 30.0
 
 
