@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -51,17 +52,39 @@ def add_parser(commands: Any) -> None:
 
 
 def free_ports(count: int) -> list[int]:
-    """``count`` distinct ports free on 127.0.0.1 right now (bound once, then released)."""
-    sockets = []
+    """``count`` distinct ports free on 127.0.0.1 right now, below the kernel's ephemeral
+    range. Why below: a port from the ephemeral range (what binding port 0 gives) can be
+    taken as the local port of some outgoing connection while its daemon is down (killed by
+    a test, say), and the restarted daemon then cannot listen on it; outgoing connections
+    never use ports outside that range."""
+    low, high = _PORTS_LOW, _ephemeral_start() - 1
+    rng = random.Random()
+    ports: list[int] = []
+    for _ in range(_PORT_TRIES_MAX):
+        if len(ports) == count:
+            return ports
+        port = rng.randint(low, high)
+        if port in ports:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+    raise RuntimeError(f"found only {len(ports)} of {count} free ports in {low}-{high}")
+
+
+_PORTS_LOW = 20_000
+_PORT_TRIES_MAX = 10_000
+
+
+def _ephemeral_start() -> int:
     try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+        start = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        start = 32_768
+    return max(start, _PORTS_LOW + 1_000)
 
 
 class LocalCluster:
