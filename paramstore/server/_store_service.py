@@ -274,18 +274,22 @@ class StoreService(api_grpc.StoreServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"pull of {total} bytes is over {self.limits.pull_bytes_max}; ask for fewer keys",
             )
-        copies = [(key, view.tobytes()) for key, view in views.items()]
+        # The pieces are copied straight out of the weights, all before the first yield (one
+        # copy of each byte, not a whole-key copy that is then sliced again).
+        step_elements = max(1, piece_bytes // 4)
+        copies = [
+            (key, view[start : start + step_elements].tobytes())
+            for key, view in views.items()
+            for start in (range(0, view.size, step_elements) if view.size else range(1))
+        ]
         message = api.PullResponse(step=step)
         held, sent = 0, 0
-        for key, data in copies:
-            offsets = range(0, len(data), piece_bytes) if data else range(1)
-            for start in offsets:
-                chunk = data[start : start + piece_bytes]
-                message.weights.append(api.TensorPiece(key=key, dtype=shard_pb.D_TYPE_FLOAT32, data=chunk))
-                held += len(chunk)
-                if held >= piece_bytes:
-                    yield message
-                    message, held, sent = api.PullResponse(), 0, sent + 1
+        for key, chunk in copies:
+            message.weights.append(api.TensorPiece(key=key, dtype=shard_pb.D_TYPE_FLOAT32, data=chunk))
+            held += len(chunk)
+            if held >= piece_bytes:
+                yield message
+                message, held, sent = api.PullResponse(), 0, sent + 1
         if message.weights or not sent:
             yield message
 
