@@ -145,6 +145,8 @@ def main() -> int:
     parser.add_argument("--small-steps", type=int, default=200)
     parser.add_argument("--large-steps", type=int, default=10)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--sizes", nargs="+", choices=["small", "large"], default=["small", "large"])
+    parser.add_argument("--syncs", nargs="+", choices=["bsp", "async"], default=["bsp", "async"])
     args = parser.parse_args()
     print(
         f"machine: {platform.machine()} {os.cpu_count()} cpus, Python {platform.python_version()}, "
@@ -153,20 +155,23 @@ def main() -> int:
     small = param_count(init_mlp(DIGITS_MLP_SIZES, 0))
     large = param_count(init_large_mlp(0))
     rows: list[tuple[str, str, float, str, str]] = []
-    single = {
-        "small": single_process("small", args.small_steps),
-        "large": single_process("large", max(args.large_steps, 5)),
-    }
-    rows.append((f"small MLP ({small:,} params)", "single process, optax", single["small"], "-", "-"))
-    rows.append((f"large MLP ({large:,} params)", "single process, optax", single["large"], "-", "-"))
+    steps_of = {"small": args.small_steps, "large": args.large_steps}
+    single = {size: single_process(size, max(steps_of[size], 5)) for size in args.sizes}
+    for size in args.sizes:
+        label = f"{size} MLP ({small if size == 'small' else large:,} params)"
+        rows.append((label, "single process, optax", single[size], "-", "-"))
     with tempfile.TemporaryDirectory(prefix="train-bench-") as directory:
         cluster = LocalCluster(Path(directory), coordinators=3, groups=2, replicas=3, fsync="batch")
         cluster.start()
         try:
             asyncio.run(_ready(cluster))
-            runs = [("small", "bsp", n, args.small_steps) for n in args.workers]
-            runs += [("small", "async", n, args.small_steps) for n in args.workers]
-            runs += [("large", "async", n, args.large_steps) for n in args.workers]
+            # (BSP pushes of the large model are split by shard: 21 MB per group and step.)
+            runs = [
+                (size, sync, n, steps_of[size])
+                for size in args.sizes
+                for sync in args.syncs
+                for n in args.workers
+            ]
             for index, (size, sync, workers, steps) in enumerate(runs):
                 figures = through_paramstore(
                     cluster, f"bench-{index}-{size}-{sync}", size, sync, workers, steps
