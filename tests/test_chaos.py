@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,11 +67,7 @@ def test_bridge_majorities_ring_and_skew_strike_a_local_cluster_and_it_passes(tm
         "--nemeses", "bridge,majorities-ring,skew", "--seed", "3", "--groups", "1",
         "--duration", "6.5", "--fault-s", "1.5", "--gap-s", "0.5", "--dir", str(tmp_path),
     )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
-    last = run.stdout.strip().splitlines()[-1]
-    match = re.fullmatch(r"operations=\d+ faults=\d+ violations=0 result=OK report=(\S+)", last)
-    assert match, last
-    faults = json.loads((Path(match.group(1)).parent / "faults.json").read_text())
+    faults = _passing_faults(run)
     assert not any(f["detail"].startswith("could not inject") for f in faults), faults
     assert not any("no tick timer" in f["detail"] for f in faults), faults
     assert {"bridge", "majorities-ring", "skew"} <= {f["name"] for f in faults}, faults
@@ -78,6 +75,16 @@ def test_bridge_majorities_ring_and_skew_strike_a_local_cluster_and_it_passes(tm
     assert re.search(r"bridge .* through node \d: cut \d-\d", details), details
     assert re.search(r"majorities ring \d-\d-\d in .*: cut \d-\d", details), details
     assert re.search(r"ticks (fast|slow), at [\d.]+x the normal rate", details), details
+
+
+def _passing_faults(run: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
+    """The fault records of a chaos CLI run that must have passed (exit 0, violations=0)."""
+    assert run.returncode == 0, run.stderr[-3000:]
+    last = run.stdout.strip().splitlines()[-1]
+    match = re.fullmatch(r"operations=\d+ faults=\d+ violations=0 result=OK report=(\S+)", last)
+    assert match, last
+    faults: list[dict[str, Any]] = json.loads((Path(match.group(1)).parent / "faults.json").read_text())
+    return faults
 
 
 def _chaos_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -165,11 +172,7 @@ def test_shards_move_during_a_chaos_run_and_nothing_is_lost_or_doubled(tmp_path:
         "--nemeses", "move,kill", "--seed", "2", "--groups", "2",
         "--duration", "9", "--fault-s", "2", "--gap-s", "0.5", "--dir", str(tmp_path),
     )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
-    last = run.stdout.strip().splitlines()[-1]
-    match = re.fullmatch(r"operations=\d+ faults=\d+ violations=0 result=OK report=(\S+)", last)
-    assert match, last
-    faults = json.loads((Path(match.group(1)).parent / "faults.json").read_text())
+    faults = _passing_faults(run)
     moves = [f for f in faults if f["name"] == "move"]
     assert moves and all(re.match(r"moving [1-9]\d* shard\(s\) of ", f["detail"]) for f in moves), faults
 
@@ -203,11 +206,7 @@ def test_a_coordinator_removed_and_added_back_during_a_run_passes(tmp_path: Path
         "--nemeses", "membership", "--seed", "4", "--groups", "1",
         "--duration", "8", "--fault-s", "2", "--gap-s", "1", "--dir", str(tmp_path),
     )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
-    last = run.stdout.strip().splitlines()[-1]
-    match = re.fullmatch(r"operations=\d+ faults=\d+ violations=0 result=OK report=(\S+)", last)
-    assert match, last
-    faults = json.loads((Path(match.group(1)).parent / "faults.json").read_text())
+    faults = _passing_faults(run)
     removals = [f["detail"] for f in faults if f["name"] == "membership"]
     assert removals and all(re.match(r"removed coordinator \d from the group", d) for d in removals), faults
     back = [re.search(r"added back and promoted \(voters \[([\d, ]+)\]\)", d) for d in removals]

@@ -15,6 +15,7 @@ Both reach each node's ``RaftAdmin`` service (fault rules, tick rate) on its add
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import logging
 import os
@@ -52,7 +53,7 @@ def node_name(node: Node) -> str:
     return f"coordinator {node_id}" if group == 0 else f"store {group}-{node_id}"
 
 
-class ClusterView:
+class ClusterView(abc.ABC):
     """Addresses and admin RPCs common to both kinds; processes are the subclasses' business."""
 
     can_restart = False
@@ -84,11 +85,13 @@ class ClusterView:
     def members(self, group: int) -> dict[int, str]:
         return dict(self.addresses) if group == 0 else dict(self.store_addresses[group])
 
+    @abc.abstractmethod
     def describe(self) -> str:
-        raise NotImplementedError
+        """One line: which cluster this is."""
 
+    @abc.abstractmethod
     def logs(self) -> dict[str, Path]:
-        raise NotImplementedError
+        """Each node's log file by node name (copied into the report)."""
 
     # ---- processes ----------------------------------------------------------------------------
 
@@ -107,9 +110,9 @@ class ClusterView:
         """The node's exit status once its process has ended; None while it runs."""
         raise RuntimeError(f"cannot see how {node_name(node)} exited: its process is not ours")
 
+    @abc.abstractmethod
     def signal(self, node: Node, signum: int) -> bool:
         """Send ``signum`` to the node's process if it runs; whether it was sent."""
-        raise NotImplementedError
 
     # ---- leaders ------------------------------------------------------------------------------
 
