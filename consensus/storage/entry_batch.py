@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from consensus.errors import InvalidRequestError
 from consensus.messages import Entry, EntryKind
@@ -26,32 +27,55 @@ _ENTRY_HEAD = struct.Struct("<QBI")
 ENTRY_OVERHEAD_BYTES = _ENTRY_HEAD.size
 _KIND_BY_WIRE: dict[int, EntryKind] = {kind.value: kind for kind in EntryKind}
 
-# (payload, first index, last index)
-EncodedBatch = tuple[bytes, int, int]
+# Entry data at least this big is kept as its own buffer in a batch's parts; smaller pieces
+# are joined (a writev of thousands of 256-byte pieces would cost more than one join).
+_SEPARATE_DATA_BYTES = 64 << 10
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedBatch:
+    """One batch's payload, as the buffers that joined make it (see ``encode_entry_batches``)."""
+
+    parts: list[bytes]
+    size: int
+    first_index: int
+    last_index: int
 
 
 def encode_entry_batches(
     entries: Sequence[Entry], payload_bytes_target: int, payload_bytes_max: int
 ) -> list[EncodedBatch]:
     """Encode consecutive ``entries`` as payloads of at most ``payload_bytes_target`` bytes
-    each, except that one entry alone may take up to ``payload_bytes_max``."""
+    each, except that one entry alone may take up to ``payload_bytes_max``.
+
+    A payload is left in parts: the small pieces joined, the data of a big entry (a
+    gradient of several MiB) as the entry's own buffer, so that writing it copies it once,
+    into the kernel."""
     batches: list[EncodedBatch] = []
     if not entries:
         return batches
     pack = _ENTRY_HEAD.pack
     kinds = _KIND_BY_WIRE
     next_index = entries[0].index
-    parts: list[bytes] = [b""]  # parts[0]: the batch head, filled in when the batch closes
+    parts: list[bytes] = []
+    small: list[bytes] = []  # pieces not yet joined into ``parts``
     size = _BATCH_HEAD.size
     first_of_batch = next_index
+
+    def close_batch() -> None:
+        head = _BATCH_HEAD.pack(first_of_batch, next_index - first_of_batch)
+        if small:
+            parts.append(b"".join(small))
+        parts[0:0] = [head]  # the head is known only now; it is tiny to join later
+        batches.append(EncodedBatch(parts, size, first_of_batch, next_index - 1))
+
     try:
         for entry in entries:
             data = entry.data
             entry_bytes = ENTRY_OVERHEAD_BYTES + len(data)
-            if size + entry_bytes > payload_bytes_target and len(parts) > 1:
-                parts[0] = _BATCH_HEAD.pack(first_of_batch, (len(parts) - 1) // 2)
-                batches.append((b"".join(parts), first_of_batch, next_index - 1))
-                parts = [b""]
+            if size + entry_bytes > payload_bytes_target and next_index > first_of_batch:
+                close_batch()
+                parts, small = [], []
                 size = _BATCH_HEAD.size
                 first_of_batch = next_index
             if _BATCH_HEAD.size + entry_bytes > payload_bytes_max:
@@ -61,12 +85,16 @@ def encode_entry_batches(
                 )
             if entry.index != next_index or entry.kind not in kinds:
                 raise _bad_entry(entry, next_index)
-            parts.append(pack(entry.term, entry.kind, len(data)))
-            parts.append(data)
+            small.append(pack(entry.term, entry.kind, len(data)))
+            if len(data) >= _SEPARATE_DATA_BYTES:
+                parts.append(b"".join(small))
+                parts.append(data)
+                small = []
+            else:
+                small.append(data)
             size += entry_bytes
             next_index += 1
-        parts[0] = _BATCH_HEAD.pack(first_of_batch, (len(parts) - 1) // 2)
-        batches.append((b"".join(parts), first_of_batch, next_index - 1))
+        close_batch()
     except (struct.error, TypeError) as exc:
         raise InvalidRequestError(f"cannot encode entry {next_index} for the WAL: {exc}") from exc
     return batches

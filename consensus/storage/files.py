@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 _sync_data = getattr(os, "fdatasync", os.fsync)
+# Buffers per writev call: the kernel's limit (1024 on Linux), and never more than that.
+_IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024) if hasattr(os, "sysconf") else 16
 
 
 def write_all(fd: int, data: bytes | memoryview) -> None:
@@ -15,6 +17,25 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
+
+
+def write_all_parts(fd: int, parts: Sequence[bytes | memoryview]) -> None:
+    """Write every byte of ``parts``, in order, as if joined, without joining them: a WAL
+    record of tens of MiB is its entries' own buffers, and one join would copy them all."""
+    views = [memoryview(part) for part in parts if len(part)]
+    at = 0
+    while at < len(views):
+        written = os.writev(fd, views[at : at + _IOV_MAX])
+        if written <= 0:
+            raise OSError(f"writev wrote {written} bytes of {sum(len(v) for v in views[at:])}")
+        while written:  # skip the buffers written whole; cut the one written in part
+            size = len(views[at])
+            if written >= size:
+                written -= size
+                at += 1
+            else:
+                views[at] = views[at][written:]
+                written = 0
 
 
 def sync_file(fd: int) -> None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import enum
 import struct
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,7 @@ __all__ = [
     "ScanResult",
     "TornTail",
     "encode_record",
+    "encode_record_parts",
     "scan_records",
 ]
 
@@ -64,11 +66,23 @@ RECORD_HEADER_BYTES = _HEAD.size + _HEADER_CRC.size
 
 
 def encode_record(record_type: RecordType, payload: bytes) -> bytes:
-    length = len(payload)
+    return b"".join(encode_record_parts(record_type, [payload]))
+
+
+def encode_record_parts(
+    record_type: RecordType, payload: Sequence[bytes | memoryview]
+) -> list[bytes | memoryview]:
+    """The record whose payload is ``payload`` joined, as its header followed by those same
+    buffers: the checksum runs over them in order, nothing is copied."""
+    length = 0
+    crc = 0
+    for part in payload:
+        length += len(part)
+        crc = zlib.crc32(part, crc)
     if length > RECORD_PAYLOAD_BYTES_LIMIT:
         raise AssertionError(f"record payload of {length} bytes exceeds the format limit")
-    head = _HEAD.pack(length, record_type, zlib.crc32(payload))
-    return head + _HEADER_CRC.pack(zlib.crc32(head)) + payload
+    head = _HEAD.pack(length, record_type, crc)
+    return [head + _HEADER_CRC.pack(zlib.crc32(head)), *payload]
 
 
 @dataclass(frozen=True, slots=True)

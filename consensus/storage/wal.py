@@ -35,8 +35,8 @@ from consensus.storage import failpoints, sync_journal
 from consensus.storage.config import FsyncPolicy, StorageConfig
 from consensus.storage.entry_batch import encode_entry_batches
 from consensus.storage.errors import StorageSyncError
-from consensus.storage.files import remove_files, sync_directory, sync_file, write_all
-from consensus.storage.records import RECORD_HEADER_BYTES, RecordType, encode_record
+from consensus.storage.files import remove_files, sync_directory, sync_file, write_all, write_all_parts
+from consensus.storage.records import RECORD_HEADER_BYTES, RecordType, encode_record, encode_record_parts
 from consensus.storage.segments import (
     SEGMENT_HEADER_PAYLOAD_BYTES,
     SegmentHeader,
@@ -57,9 +57,11 @@ _PREAMBLE_BYTES_MAX = 2 * RECORD_HEADER_BYTES + SEGMENT_HEADER_PAYLOAD_BYTES + 3
 
 @dataclass(frozen=True, slots=True)
 class _Pending:
-    """One encoded record and the log state once it is written."""
+    """One encoded record (in parts, see ``encode_record_parts``) and the log state once
+    it is written."""
 
-    data: bytes
+    parts: list[bytes | memoryview]
+    size: int
     last_index: int
     hard_state: HardState
     max_entry_index: int  # 0 unless an ENTRIES record
@@ -182,46 +184,46 @@ class WriteAheadLog:
                     )
                 last = first - 1
                 record = encode_record(RecordType.TRUNCATE, first.to_bytes(8, "little"))
-                pending.append(_Pending(record, last, state, 0))
+                pending.append(_Pending([record], len(record), last, state, 0))
             payload_bytes_max = self._config.record_bytes_max - RECORD_HEADER_BYTES
             # Records no bigger than a segment's room, so big batches still fill segments evenly.
             segment_room = self._config.segment_bytes_max - _PREAMBLE_BYTES_MAX - RECORD_HEADER_BYTES
             target = min(payload_bytes_max, segment_room)
-            for payload, _, batch_last in encode_entry_batches(entries, target, payload_bytes_max):
-                last = batch_last
-                pending.append(_Pending(encode_record(RecordType.ENTRIES, payload), last, state, last))
+            for batch in encode_entry_batches(entries, target, payload_bytes_max):
+                last = batch.last_index
+                parts = encode_record_parts(RecordType.ENTRIES, batch.parts)
+                pending.append(_Pending(parts, RECORD_HEADER_BYTES + batch.size, last, state, last))
         if hard_state is not None:
             _check_hard_state(state, hard_state, max(last, self._base_index))
             state = hard_state
             record = encode_record(RecordType.HARD_STATE, codec.encode_hard_state(hard_state))
-            pending.append(_Pending(record, last, state, 0))
+            pending.append(_Pending([record], len(record), last, state, 0))
         return pending
 
     def _write(self, pending: list[_Pending]) -> None:
-        chunk: list[bytes] = []
+        chunk: list[bytes | memoryview] = []
         chunk_bytes = 0
         for item in pending:
             segment = self._segments[-1]
             size = segment.size_bytes + chunk_bytes
             # A segment holding only its preamble takes any record, however large: no endless rolling.
-            if size > _PREAMBLE_BYTES_MAX and size + len(item.data) > self._config.segment_bytes_max:
+            if size > _PREAMBLE_BYTES_MAX and size + item.size > self._config.segment_bytes_max:
                 self._flush(chunk)
                 chunk, chunk_bytes = [], 0
                 self._roll()
                 segment = self._segments[-1]
-            chunk.append(item.data)
-            chunk_bytes += len(item.data)
+            chunk.extend(item.parts)
+            chunk_bytes += item.size
             self._last_index = item.last_index
             self._hard_state = item.hard_state
             segment.max_entry_index = max(segment.max_entry_index, item.max_entry_index)
         self._flush(chunk)
 
-    def _flush(self, chunk: list[bytes]) -> None:
+    def _flush(self, chunk: list[bytes | memoryview]) -> None:
         if not chunk:
             return
-        data = b"".join(chunk)
-        write_all(self._fd, data)
-        self._segments[-1].size_bytes += len(data)
+        write_all_parts(self._fd, chunk)
+        self._segments[-1].size_bytes += sum(len(part) for part in chunk)
         if self._unsynced_since is None:
             self._unsynced_since = self._clock()
 
