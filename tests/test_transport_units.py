@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consensus.codec import encode_message, message_to_proto
-from consensus.messages import Entry, Message, MessageType
+from consensus.codec import decode_message, encode_message, message_to_proto
+from consensus.errors import InvalidMessageError
+from consensus.messages import Entry, EntryKind, Message, MessageType
 from consensus.transport import (
     FaultDirection,
     FaultInjector,
@@ -19,7 +20,7 @@ from consensus.transport import (
     fault_rule_from_proto,
     fault_rule_to_proto,
 )
-from consensus.transport._framing import varint
+from consensus.transport._framing import HAND_FRAMED_ENTRY_BYTES, encode_message_parts, varint
 from proto import raft_service_pb2
 
 OUT = FaultDirection.OUTBOUND
@@ -188,6 +189,60 @@ def test_hand_framed_batches_are_what_protobuf_writes(
     assert framed == reference.SerializeToString()
     parsed = raft_service_pb2.RaftBatch.FromString(framed)
     assert (parsed.from_node, parsed.to_node, len(parsed.messages)) == (from_node, to_node, len(messages))
+
+
+big_entries = st.builds(
+    Entry,
+    term=st.integers(0, 2**64 - 1),
+    index=st.integers(0, 2**64 - 1),
+    kind=st.sampled_from(EntryKind),
+    data=st.one_of(
+        st.binary(max_size=40),
+        st.tuples(st.integers(0, 255), st.integers(0, 3000)).map(
+            lambda fill: bytes([fill[0]]) * (HAND_FRAMED_ENTRY_BYTES + fill[1])
+        ),
+    ),
+)
+
+
+@given(
+    message=st.builds(
+        Message,
+        type=st.just(MessageType.APPEND),
+        sender=st.integers(1, 2**64 - 1),
+        recipient=st.integers(1, 2**64 - 1),
+        term=st.integers(0, 2**64 - 1),
+        log_term=st.integers(0, 2**64 - 1),
+        index=st.integers(0, 2**64 - 1),
+        commit=st.integers(0, 2**64 - 1),
+        entries=st.lists(big_entries, min_size=1, max_size=4).map(tuple),
+    )
+)
+def test_appends_with_big_entries_framed_by_hand_parse_as_protobuf_would(message: Message) -> None:
+    encoded = encode_message_parts(message)
+    assert encoded.size == sum(len(part) for part in encoded.parts)
+    assert decode_message(encoded.join()) == message
+    big = any(len(entry.data) >= HAND_FRAMED_ENTRY_BYTES for entry in message.entries)
+    # The big entries' data is passed on, not copied, until the batch is joined.
+    assert big == (len(encoded.parts) > 1)
+    for entry in message.entries:
+        if len(entry.data) >= HAND_FRAMED_ENTRY_BYTES:
+            assert any(part is entry.data for part in encoded.parts)
+    framed = encode_batch(batch_header(3, 4), [encoded, encode_message(message)])
+    parsed = raft_service_pb2.RaftBatch.FromString(framed)
+    assert [decode_message(m.SerializeToString()) for m in parsed.messages] == [message, message]
+
+
+def test_a_hand_framed_entry_that_cannot_be_encoded_is_named() -> None:
+    bad = Message(
+        MessageType.APPEND,
+        1,
+        2,
+        1,
+        entries=(Entry(1, 1, data=b"x" * HAND_FRAMED_ENTRY_BYTES), Entry(2**64, 2, data=b"y")),
+    )
+    with pytest.raises(InvalidMessageError, match=r"Message.entries\[1\]"):
+        encode_message_parts(bad)
 
 
 @given(st.integers(1, 2**64 - 1))

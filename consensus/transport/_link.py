@@ -22,7 +22,13 @@ from typing import Any
 import grpc
 
 from consensus.transport._config import TransportConfig
-from consensus.transport._framing import STREAM_METHOD_PATH, batch_header, encode_batch, message_framing_bytes
+from consensus.transport._framing import (
+    STREAM_METHOD_PATH,
+    EncodedMessage,
+    batch_header,
+    encode_batch,
+    message_framing_bytes,
+)
 from proto import raft_service_pb2
 
 log = logging.getLogger("consensus.transport")
@@ -54,13 +60,13 @@ class Link:
         self._rng = rng
         self._channel_options = channel_options
         self._header = batch_header(node_id, peer_id)
-        self._ready: deque[bytes] = deque()
-        # Messages held back by a delay fault: (due time on the monotonic clock, tie-break, bytes).
-        self._delayed: list[tuple[float, int, bytes]] = []
+        self._ready: deque[EncodedMessage] = deque()
+        # Messages held back by a delay fault: (due time on the monotonic clock, tie-break, message).
+        self._delayed: list[tuple[float, int, EncodedMessage]] = []
         self._delayed_sequence = itertools.count()
         # The batch being written: still counted as queued, so the bounds hold across a
         # write, and put back in front if the write provably sent nothing.
-        self._in_flight: list[bytes] = []
+        self._in_flight: list[EncodedMessage] = []
         self.queued_bytes = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -72,19 +78,19 @@ class Link:
     def queued_messages(self) -> int:
         return len(self._ready) + len(self._delayed) + len(self._in_flight)
 
-    def enqueue(self, data: bytes, delay_s: float, now: float) -> bool:
+    def enqueue(self, message: EncodedMessage, delay_s: float, now: float) -> bool:
         """Queue one encoded message; ``False`` (and nothing queued) when the queue is full."""
         config = self._config
         if (
             self.queued_messages >= config.outbound_queue_messages_max
-            or self.queued_bytes + len(data) > config.outbound_queue_bytes_max
+            or self.queued_bytes + message.size > config.outbound_queue_bytes_max
         ):
             return False
         if delay_s > 0.0:
-            heapq.heappush(self._delayed, (now + delay_s, next(self._delayed_sequence), data))
+            heapq.heappush(self._delayed, (now + delay_s, next(self._delayed_sequence), message))
         else:
-            self._ready.append(data)
-        self.queued_bytes += len(data)
+            self._ready.append(message)
+        self.queued_bytes += message.size
         self._wake.set()
         return True
 
@@ -106,15 +112,14 @@ class Link:
         """Move the next batch from the ready queue to in flight; returns its RaftBatch bytes."""
         config = self._config
         ready = self._ready
-        taken: list[bytes] = []
+        taken: list[EncodedMessage] = []
         batch_size = len(self._header)
         while ready and len(taken) < config.batch_messages_max:
-            size = message_framing_bytes(len(ready[0]))
+            size = message_framing_bytes(ready[0].size)
             # The first message always goes: send() made sure it fits in a gRPC message.
             if taken and batch_size + size > config.batch_bytes_max:
                 break
-            data = ready.popleft()
-            taken.append(data)
+            taken.append(ready.popleft())
             batch_size += size
         self._in_flight = taken
         batch = encode_batch(self._header, taken)
@@ -130,7 +135,7 @@ class Link:
         if requeue:
             self._ready.extendleft(reversed(self._in_flight))
         else:
-            self.queued_bytes -= sum(len(data) for data in self._in_flight)
+            self.queued_bytes -= sum(message.size for message in self._in_flight)
         self._in_flight = []
 
     # ---- task -----------------------------------------------------------------------------

@@ -12,7 +12,6 @@ from typing import Any
 
 import grpc
 
-from consensus.codec import encode_message
 from consensus.messages import Message
 from consensus.tick_rate import TickRate
 from consensus.transport._admin import AdminServicer
@@ -23,6 +22,7 @@ from consensus.transport._framing import (
     BATCH_HEADER_BYTES_MAX,
     STREAM_METHOD_NAME,
     TRANSPORT_SERVICE_NAME,
+    encode_message_parts,
     message_framing_bytes,
 )
 from consensus.transport._inbound import Inbound
@@ -257,11 +257,12 @@ class Transport:
                 f"node {self.node_id}: dropped a {msg.type.name} for node {recipient}: not a peer",
             )
             return
-        data = encode_message(msg)
-        if BATCH_HEADER_BYTES_MAX + message_framing_bytes(len(data)) > self.config.message_bytes_max:
+        encoded = encode_message_parts(msg)
+        if BATCH_HEADER_BYTES_MAX + message_framing_bytes(encoded.size) > self.config.message_bytes_max:
             counters["messages_refused_oversize"] += 1
             text = (
-                f"node {self.node_id}: refused a {msg.type.name} for node {recipient} of {len(data)} bytes "
+                f"node {self.node_id}: refused a {msg.type.name} for node {recipient} "
+                f"of {encoded.size} bytes "
                 f"({len(msg.entries)} entries, {len(msg.chunk_data)} snapshot bytes): one message must "
                 f"fit in {self.config.message_bytes_max} bytes with its framing "
                 "(TransportConfig.message_bytes_max)"
@@ -277,7 +278,7 @@ class Transport:
         for delay_s in fate:
             if delay_s > 0.0:
                 counters["messages_delayed_fault_out"] += 1
-            if not link.enqueue(data, delay_s, now):
+            if not link.enqueue(encoded, delay_s, now):
                 counters["messages_dropped_queue_full"] += 1
 
     # ---- faults ---------------------------------------------------------------------------
