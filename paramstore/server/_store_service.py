@@ -31,9 +31,12 @@ from paramstore.server._store_batcher import BatcherLimits, PendingPush, PushBat
 from paramstore.shard import (
     ClientSequence,
     ErrorCode,
+    KeyGradient,
+    PushOp,
     ShardError,
     ShardResult,
     ShardStateMachine,
+    WireTensor,
     accept_parts,
     decode_result,
     decode_tensor,
@@ -141,7 +144,7 @@ class StoreService(api_grpc.StoreServicer):
         op = await self._receive_push(request_iterator, context)
         await self._require_leader(context)
         refusal = self._machine.check_push(op)
-        cover = ClientSequence(op.covers[0].client_id, op.covers[0].sequence)
+        cover = op.covers[0]
         if refusal is not None:
             if not refusal.ok:
                 await _refuse(refusal, context)
@@ -172,7 +175,7 @@ class StoreService(api_grpc.StoreServicer):
 
     async def _receive_push(
         self, request_iterator: AsyncIterator[api.PushRequest], context: grpc.aio.ServicerContext
-    ) -> shard_pb.Push:
+    ) -> PushOp:
         """The stream as one ``Push`` command of one (client, sequence); INVALID_ARGUMENT for a
         malformed stream (header fields after the first message, a key split apart, a
         dtype that changes within a key, too many bytes)."""
@@ -225,21 +228,15 @@ class StoreService(api_grpc.StoreServicer):
             await _abort(
                 context, grpc.StatusCode.INVALID_ARGUMENT, "push needs model, client_id and sequence >= 1"
             )
-        return shard_pb.Push(
+        return PushOp(
             model=header.model,
-            covers=[shard_pb.ClientSequence(client_id=header.client_id, sequence=header.sequence)],
+            covers=(ClientSequence(header.client_id, header.sequence),),
             config_number=header.config_number,
             step=header.step,
-            gradients=[
-                shard_pb.KeyTensor(
-                    key=key,
-                    tensor=shard_pb.Tensor(
-                        dtype=dtypes[key],  # type: ignore[arg-type]
-                        data=parts[0] if len(parts) == 1 else b"".join(parts),
-                    ),
-                )
+            gradients=tuple(
+                KeyGradient(key, WireTensor(dtypes[key], parts[0] if len(parts) == 1 else b"".join(parts)))
                 for key, parts in pieces.items()
-            ],
+            ),
         )
 
     # ---- Pull ---------------------------------------------------------------------------------

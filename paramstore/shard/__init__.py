@@ -34,6 +34,7 @@ from paramstore.shard._keys import (
 )
 from paramstore.shard._limits import ShardLimits
 from paramstore.shard._machine import ShardStateMachine
+from paramstore.shard._push_wire import KeyGradient, PushOp, WireTensor
 from paramstore.shard._snapshot import SNAPSHOT_FORMAT_VERSION
 from paramstore.shard._sync import SyncState
 from paramstore.shard._tensors import decode_tensor, encode_tensor
@@ -53,9 +54,11 @@ __all__ = [
     "SNAPSHOT_FORMAT_VERSION",
     "ClientSequence",
     "ErrorCode",
+    "KeyGradient",
     "KeyPlacement",
     "ModelLayout",
     "NonFinitePolicy",
+    "PushOp",
     "Replay",
     "ShardError",
     "ShardLimits",
@@ -63,6 +66,7 @@ __all__ = [
     "ShardStateMachine",
     "SnapshotFormatError",
     "SyncState",
+    "WireTensor",
     "accept_parts",
     "block_key",
     "decode_result",

@@ -14,6 +14,7 @@ import numpy.typing as npt
 
 from paramstore.coordinator import SyncMode
 from paramstore.shard._model import KeyState, ModelState
+from paramstore.shard._push_wire import encode_push_command
 from paramstore.shard._tensors import encode_tensor
 from paramstore.shard._types import ClientSequence, ErrorCode, NonFinitePolicy, Replay, ShardResult
 from proto import shard_pb2 as pb
@@ -62,18 +63,10 @@ def encode_push(
     step: int = 0,
 ) -> bytes:
     """A Push entry: the summed ``gradients`` of the pushes ``covers`` names (client, sequence);
-    ``step``: the BSP step they are for."""
+    ``step``: the BSP step they are for. Each gradient's bytes are copied once, into the
+    result (``paramstore.shard._push_wire``)."""
     pairs = [c if isinstance(c, ClientSequence) else ClientSequence(*c) for c in covers]
-    command = pb.ShardCommand(
-        push=pb.Push(
-            model=model,
-            covers=[pb.ClientSequence(client_id=c.client_id, sequence=c.sequence) for c in pairs],
-            config_number=config_number,
-            gradients=[pb.KeyTensor(key=key, tensor=encode_tensor(g)) for key, g in gradients.items()],
-            step=step,
-        )
-    )
-    return command.SerializeToString(deterministic=True)
+    return encode_push_command(model, pairs, gradients, config_number=config_number, step=step)
 
 
 def encode_set_workers(model: str, config_number: int, workers: Iterable[str]) -> bytes:

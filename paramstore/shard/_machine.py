@@ -46,6 +46,7 @@ from paramstore.shard._codec import decode_result, encode_result
 from paramstore.shard._dedup import DedupTable
 from paramstore.shard._limits import ShardLimits
 from paramstore.shard._model import KeyState, ModelState, initial_digest
+from paramstore.shard._push_wire import KeyGradient, PushOp, WireTensor, parse_push_command
 from paramstore.shard._sync import Barrier, SyncState
 from paramstore.shard._tensors import DTYPE_NAMES, decode_tensor
 from paramstore.shard._types import (
@@ -105,6 +106,9 @@ class ShardStateMachine:
                 ErrorCode.TOO_LARGE,
                 f"command is {len(data)} bytes, over the maximum {self.limits.command_bytes_max}",
             )
+        push = parse_push_command(data)  # the fast path: gradients viewed in the entry
+        if push is not None:
+            return self._push(push)
         command = pb.ShardCommand()
         try:
             command.ParseFromString(data)
@@ -114,7 +118,7 @@ class ShardStateMachine:
         if kind == "install_keys":
             return encode_result(self._install(command.install_keys))
         if kind == "push":
-            return self._push(command.push)
+            return self._push(PushOp.from_proto(command.push))
         if kind == "set_workers":
             return encode_result(self._set_workers(command.set_workers))
         if kind == "release_shard":
@@ -251,7 +255,7 @@ class ShardStateMachine:
 
     # ---- Push -------------------------------------------------------------------------------
 
-    def check_push(self, op: pb.Push) -> ShardResult | None:
+    def check_push(self, op: PushOp) -> ShardResult | None:
         """What applying ``op`` now would answer, without changing anything: the refusal, or
         the duplicate acknowledgement; None when it would be applied (or skipped under the
         "skip" policy). The leader checks a push with it before merging it into an entry."""
@@ -263,7 +267,7 @@ class ShardStateMachine:
             return decode_result(checked)
         return None
 
-    def _push(self, op: pb.Push) -> bytes:
+    def _push(self, op: PushOp) -> bytes:
         checked = self._check_push(op)
         if isinstance(checked, bytes):
             return checked
@@ -309,7 +313,7 @@ class ShardStateMachine:
         return encoded
 
     def _check_push(
-        self, op: pb.Push
+        self, op: PushOp
     ) -> bytes | tuple[ModelState, list[ClientSequence], list[tuple[str, npt.NDArray[Any]]], list[str]]:
         """Every check of a push: raises ``Rejected``; the encoded duplicate result when every
         covered push was applied before; else what applying needs: the model, the covers, the
@@ -480,7 +484,7 @@ class ShardStateMachine:
             self._complete_barriers(model, list(sync.barriers.values()))
         return ShardResult(ErrorCode.OK, step=model.step)
 
-    def _check_covers(self, covers: Iterable[pb.ClientSequence]) -> list[ClientSequence]:
+    def _check_covers(self, covers: Iterable[ClientSequence]) -> list[ClientSequence]:
         pairs = [ClientSequence(c.client_id, c.sequence) for c in covers]
         if not pairs:
             raise Rejected(ErrorCode.INVALID_ARGUMENT, "a push covers at least one (client, sequence)")
@@ -517,7 +521,7 @@ class ShardStateMachine:
         return entry.last_result
 
     def _check_gradients(
-        self, model: ModelState, gradients: Iterable[pb.KeyTensor]
+        self, model: ModelState, gradients: Iterable[KeyGradient]
     ) -> list[tuple[str, npt.NDArray[Any]]]:
         items = list(gradients)
         if not items:
@@ -569,7 +573,7 @@ class ShardStateMachine:
         if size > bytes_max:
             raise Rejected(ErrorCode.TOO_LARGE, f"{what} {_show(name)} is {size} bytes, over {bytes_max}")
 
-    def _decode(self, key: str, tensor: pb.Tensor) -> npt.NDArray[Any]:
+    def _decode(self, key: str, tensor: pb.Tensor | WireTensor) -> npt.NDArray[Any]:
         try:
             return decode_tensor(tensor)
         except ValueError as exc:

@@ -7,7 +7,7 @@ Python work.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, Protocol
 
 import ml_dtypes
 import numpy as np
@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from proto import shard_pb2 as pb
 
-__all__ = ["DTYPE_NAMES", "decode_tensor", "encode_tensor", "itemsize_bytes"]
+__all__ = ["DTYPE_NAMES", "decode_tensor", "encode_tensor", "itemsize_bytes", "wire_array"]
 
 _LITTLE_ENDIAN_HOST = sys.byteorder == "little"
 
@@ -40,17 +40,30 @@ def itemsize_bytes(dtype: int) -> int:
     return _NUMPY[dtype].itemsize
 
 
-def encode_tensor(array: npt.NDArray[Any]) -> pb.Tensor:
-    """``array`` flattened (C order) as a wire tensor; float32, float16 or bfloat16 only."""
+def wire_array(array: npt.NDArray[Any]) -> tuple[int, npt.NDArray[Any]]:
+    """``array``'s wire element type, and ``array`` flattened (C order) in the wire's byte
+    order: ``array`` itself, viewed, when it already is; float32, float16 or bfloat16 only."""
     wire = _WIRE_OF_NAME.get(array.dtype.name)
     if wire is None or (array.dtype.kind == "V" and array.dtype != _NUMPY[pb.D_TYPE_BFLOAT16]):
         raise TypeError(f"tensors are float32, float16 or bfloat16, got {array.dtype}")
     _check_host(wire)
-    flat = np.ascontiguousarray(array, dtype=_NUMPY[wire]).reshape(-1)
+    return wire, np.ascontiguousarray(array, dtype=_NUMPY[wire]).reshape(-1)
+
+
+def encode_tensor(array: npt.NDArray[Any]) -> pb.Tensor:
+    """``array`` flattened (C order) as a wire tensor; float32, float16 or bfloat16 only."""
+    wire, flat = wire_array(array)
     return pb.Tensor(dtype=wire, data=flat.tobytes())  # type: ignore[arg-type]
 
 
-def decode_tensor(tensor: pb.Tensor) -> npt.NDArray[Any]:
+class _TensorLike(Protocol):
+    @property
+    def dtype(self) -> int: ...
+    @property
+    def data(self) -> bytes | memoryview: ...
+
+
+def decode_tensor(tensor: pb.Tensor | _TensorLike) -> npt.NDArray[Any]:
     """The flat array of ``tensor``, a read-only view of its bytes; ``ValueError`` for an
     unknown type or a byte count that is not a whole number of elements."""
     dtype = _NUMPY.get(tensor.dtype)

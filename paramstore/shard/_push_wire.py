@@ -1,0 +1,266 @@
+"""Push commands between the leader's batcher, the log and the state machine, without
+protobuf copies of the gradients.
+
+A Push entry is almost all gradient bytes. Through the generated classes the leader would
+copy every gradient three times to build one (``tobytes``, into the message, into its
+serialization), and every replica twice more to apply it (into the parsed message, out
+of it again). Here:
+
+* ``PushOp`` is the push as the state machine checks and applies it: plain values and
+  tensors whose ``data`` is any bytes-like buffer (``decode_tensor`` views it in place);
+* ``encode_push_command`` writes the ``ShardCommand`` bytes protobuf would write
+  (deterministic serialization, byte for byte: tests compare) with one join, straight from
+  the gradient arrays;
+* ``parse_push_command`` reads such bytes back with the tensors as slices of the entry's
+  own buffer. It takes only the canonical form (each field once, known fields, in any order);
+  anything else is ``None`` and the caller parses with protobuf, so a command means the same
+  whichever way it was read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from consensus.protowire import LEN, VARINT, read_varint, tag, varint
+from paramstore.shard._tensors import wire_array
+from paramstore.shard._types import ClientSequence
+from proto import shard_pb2 as pb
+
+__all__ = ["PushOp", "WireTensor", "encode_push_command", "parse_push_command"]
+
+
+@dataclass(frozen=True, slots=True)
+class WireTensor:
+    """A tensor on the wire (as ``pb.Tensor``): element type and raw little-endian bytes."""
+
+    dtype: int
+    data: bytes | memoryview
+
+
+@dataclass(frozen=True, slots=True)
+class KeyGradient:
+    key: str
+    tensor: WireTensor
+
+
+@dataclass(frozen=True, slots=True)
+class PushOp:
+    """A Push command (``pb.Push``) as plain values."""
+
+    model: str
+    covers: tuple[ClientSequence, ...]
+    config_number: int
+    gradients: tuple[KeyGradient, ...]
+    step: int = 0
+
+    @classmethod
+    def from_proto(cls, op: pb.Push) -> PushOp:
+        return cls(
+            model=op.model,
+            covers=tuple(ClientSequence(c.client_id, c.sequence) for c in op.covers),
+            config_number=op.config_number,
+            gradients=tuple(
+                KeyGradient(item.key, WireTensor(item.tensor.dtype, item.tensor.data))
+                for item in op.gradients
+            ),
+            step=op.step,
+        )
+
+
+# ShardCommand.push, and Push / KeyTensor / Tensor / ClientSequence field numbers.
+_COMMAND_PUSH = 2
+_PUSH_MODEL, _PUSH_COVERS, _PUSH_CONFIG, _PUSH_GRADIENTS, _PUSH_STEP = 1, 2, 3, 4, 5
+_KEY_KEY, _KEY_TENSOR = 1, 2
+_TENSOR_DTYPE, _TENSOR_DATA = 1, 2
+_COVER_CLIENT, _COVER_SEQUENCE = 1, 2
+
+
+def _check_schema() -> None:
+    """The numbers above are the schema's (``proto/shard.proto``)."""
+
+    def numbers(message: Any, *names: str) -> tuple[int, ...]:
+        return tuple(message.DESCRIPTOR.fields_by_name[name].number for name in names)
+
+    expected = {
+        numbers(pb.ShardCommand, "push"): (_COMMAND_PUSH,),
+        numbers(pb.Push, "model", "covers", "config_number", "gradients", "step"): (
+            _PUSH_MODEL,
+            _PUSH_COVERS,
+            _PUSH_CONFIG,
+            _PUSH_GRADIENTS,
+            _PUSH_STEP,
+        ),
+        numbers(pb.KeyTensor, "key", "tensor"): (_KEY_KEY, _KEY_TENSOR),
+        numbers(pb.Tensor, "dtype", "data"): (_TENSOR_DTYPE, _TENSOR_DATA),
+        numbers(pb.ClientSequence, "client_id", "sequence"): (_COVER_CLIENT, _COVER_SEQUENCE),
+    }
+    for found, wanted in expected.items():
+        if found != wanted:
+            raise AssertionError(f"paramstore.shard._push_wire assumes field numbers {wanted}, found {found}")
+
+
+_check_schema()
+
+
+def _length_delimited(field_number: int, length: int) -> bytes:
+    return tag(field_number, LEN) + varint(length)
+
+
+def encode_push_command(
+    model: str,
+    covers: Iterable[ClientSequence],
+    gradients: Mapping[str, npt.NDArray[Any]],
+    config_number: int,
+    step: int,
+) -> bytes:
+    """``pb.ShardCommand(push=...)`` serialized deterministically, with each gradient's bytes
+    copied once (into the result)."""
+    head = pb.Push(
+        model=model,
+        covers=[pb.ClientSequence(client_id=c.client_id, sequence=c.sequence) for c in covers],
+        config_number=config_number,
+    ).SerializeToString(deterministic=True)
+    parts: list[bytes | memoryview] = [b"", head]
+    size = len(head)
+    for key, gradient in gradients.items():
+        wire, flat = wire_array(gradient)
+        data = flat.view(np.uint8).data  # a memoryview of the array: nothing copied yet
+        tensor_head = tag(_TENSOR_DTYPE, VARINT) + varint(wire)
+        if data.nbytes:
+            tensor_head += _length_delimited(_TENSOR_DATA, data.nbytes)
+        key_bytes = key.encode()
+        key_head = _length_delimited(_KEY_KEY, len(key_bytes)) + key_bytes if key_bytes else b""
+        key_head += _length_delimited(_KEY_TENSOR, len(tensor_head) + data.nbytes) + tensor_head
+        framed = _length_delimited(_PUSH_GRADIENTS, len(key_head) + data.nbytes) + key_head
+        parts.append(framed)
+        parts.append(data)
+        size += len(framed) + data.nbytes
+    if step:
+        tail = tag(_PUSH_STEP, VARINT) + varint(step)
+        parts.append(tail)
+        size += len(tail)
+    parts[0] = _length_delimited(_COMMAND_PUSH, size)
+    return b"".join(parts)
+
+
+class _NotCanonical(Exception):
+    """The bytes are not in the form ``parse_push_command`` takes: protobuf parses them."""
+
+
+class _Fields:
+    """The fields of one message in ``data[start:end]``: (number, wire type, value), where a
+    LEN value is the (start, end) of its bytes; each field number at most once, except the
+    ``repeated`` ones."""
+
+    def __init__(self, data: memoryview, start: int, end: int, repeated: frozenset[int] = frozenset()):
+        self.items: list[tuple[int, int, int, int]] = []
+        seen: set[int] = set()
+        offset = start
+        while offset < end:
+            key, offset = read_varint(data, offset, end)
+            number, wire_type = key >> 3, key & 7
+            if number in seen and number not in repeated:
+                raise _NotCanonical
+            seen.add(number)
+            if wire_type == VARINT:
+                value, offset = read_varint(data, offset, end)
+                self.items.append((number, wire_type, value, 0))
+            elif wire_type == LEN:
+                length, offset = read_varint(data, offset, end)
+                if offset + length > end:
+                    raise _NotCanonical
+                self.items.append((number, wire_type, offset, offset + length))
+                offset += length
+            else:
+                raise _NotCanonical
+
+
+def _text(data: memoryview, start: int, end: int) -> str:
+    try:
+        return str(data[start:end], "utf-8")
+    except UnicodeDecodeError:
+        raise _NotCanonical from None
+
+
+def parse_push_command(data: bytes) -> PushOp | None:
+    """The Push command in ``data`` (a whole ``ShardCommand``), its tensors' data slices of
+    ``data``; ``None`` when ``data`` is anything else or not in the canonical form."""
+    view = memoryview(data)
+    try:
+        command = _Fields(view, 0, len(view))
+        if len(command.items) != 1:
+            return None
+        number, wire_type, start, end = command.items[0]
+        if (number, wire_type) != (_COMMAND_PUSH, LEN):
+            return None
+        return _parse_push(view, start, end)
+    except (_NotCanonical, ValueError):
+        return None
+
+
+def _parse_push(view: memoryview, start: int, end: int) -> PushOp:
+    model = ""
+    config_number = step = 0
+    covers: list[ClientSequence] = []
+    gradients: list[KeyGradient] = []
+    for number, wire_type, first, second in _Fields(
+        view, start, end, repeated=frozenset({_PUSH_COVERS, _PUSH_GRADIENTS})
+    ).items:
+        if (number, wire_type) == (_PUSH_MODEL, LEN):
+            model = _text(view, first, second)
+        elif (number, wire_type) == (_PUSH_COVERS, LEN):
+            covers.append(_parse_cover(view, first, second))
+        elif (number, wire_type) == (_PUSH_CONFIG, VARINT):
+            config_number = first
+        elif (number, wire_type) == (_PUSH_GRADIENTS, LEN):
+            gradients.append(_parse_gradient(view, first, second))
+        elif (number, wire_type) == (_PUSH_STEP, VARINT):
+            step = first
+        else:
+            raise _NotCanonical
+    return PushOp(model, tuple(covers), config_number, tuple(gradients), step)
+
+
+def _parse_cover(view: memoryview, start: int, end: int) -> ClientSequence:
+    client_id, sequence = "", 0
+    for number, wire_type, first, second in _Fields(view, start, end).items:
+        if (number, wire_type) == (_COVER_CLIENT, LEN):
+            client_id = _text(view, first, second)
+        elif (number, wire_type) == (_COVER_SEQUENCE, VARINT):
+            sequence = first
+        else:
+            raise _NotCanonical
+    return ClientSequence(client_id, sequence)
+
+
+def _parse_gradient(view: memoryview, start: int, end: int) -> KeyGradient:
+    key = ""
+    tensor = WireTensor(0, b"")
+    for number, wire_type, first, second in _Fields(view, start, end).items:
+        if (number, wire_type) == (_KEY_KEY, LEN):
+            key = _text(view, first, second)
+        elif (number, wire_type) == (_KEY_TENSOR, LEN):
+            tensor = _parse_tensor(view, first, second)
+        else:
+            raise _NotCanonical
+    return KeyGradient(key, tensor)
+
+
+def _parse_tensor(view: memoryview, start: int, end: int) -> WireTensor:
+    dtype = 0
+    data: bytes | memoryview = b""
+    for number, wire_type, first, second in _Fields(view, start, end).items:
+        if (number, wire_type) == (_TENSOR_DTYPE, VARINT):
+            if first >= 1 << 31:  # an enum is an int32 on the wire; protobuf would differ
+                raise _NotCanonical
+            dtype = first
+        elif (number, wire_type) == (_TENSOR_DATA, LEN):
+            data = view[first:second]
+        else:
+            raise _NotCanonical
+    return WireTensor(dtype, data)
