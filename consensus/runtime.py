@@ -91,8 +91,13 @@ class RuntimeConfig:
     proposals_pending_max: int = 65_536
     proposals_per_batch_max: int = 4096
     reads_pending_max: int = 65_536
-    # Take a state machine snapshot (and compact the log) every this many applied entries.
+    # Take a state machine snapshot (and compact the log) every this many applied entries,
+    # or once the entries applied since the last one hold this many bytes and at least as
+    # many as that snapshot did. The bytes bound keeps a log of big entries (gradients of
+    # MiBs: 10,000 of them would be tens of GiB) short; the second condition keeps
+    # snapshots of a big state from costing more writes than the log they replace.
     snapshot_every_entries: int = 10_000
+    snapshot_every_bytes: int = 256 * 1024 * 1024
     # The largest proposal accepted: it must fit one WAL record and one transport message
     # (the host sets it from those limits; the default fits their defaults).
     entry_bytes_max: int = 16 * 1024 * 1024 - 64 * 1024
@@ -107,6 +112,7 @@ class RuntimeConfig:
             "proposals_per_batch_max",
             "reads_pending_max",
             "snapshot_every_entries",
+            "snapshot_every_bytes",
             "entry_bytes_max",
         ):
             if getattr(self, name) < 1:
@@ -148,8 +154,13 @@ class RaftNode:
         self.state_machine = state_machine
         restored = storage.restored_state()
         self.core = RaftCore(raft_config, restored, rng or random.Random())
+        # Entry bytes applied since the last snapshot, and that snapshot's size (see
+        # ``RuntimeConfig.snapshot_every_bytes``).
+        self._bytes_since_snapshot = 0
+        self._last_snapshot_bytes = 0
         if restored.snapshot is not None:
             state_machine.restore(restored.snapshot.data)
+            self._last_snapshot_bytes = len(restored.snapshot.data)
         self.node_id = raft_config.node_id
         self._inbound: deque[Message] = deque()
         self._proposals: deque[_PendingProposal] = deque()
@@ -415,6 +426,8 @@ class RaftNode:
     async def _handle_ready(self, rd: Ready) -> None:
         if rd.snapshot is not None:
             self.state_machine.restore(rd.snapshot.data)
+            self._bytes_since_snapshot = 0
+            self._last_snapshot_bytes = len(rd.snapshot.data)
             self.counters["snapshots_installed"] += 1
             self._fail_awaiting_up_to(rd.snapshot.meta.index)
         # A leader's appends do not depend on its own copy being durable (Raft thesis
@@ -469,6 +482,7 @@ class RaftNode:
         if entry.kind == EntryKind.NORMAL:
             result = self.state_machine.apply(entry)
         self.counters["entries_applied"] += 1
+        self._bytes_since_snapshot += len(entry.data)
         waiting = self._awaiting_apply.pop(entry.index, None)
         if waiting is not None:
             term, future = waiting
@@ -504,14 +518,20 @@ class RaftNode:
 
     def _maybe_snapshot(self) -> None:
         core = self.core
-        if core.applied_index - core.log.snapshot_index < self.runtime_config.snapshot_every_entries:
+        config = self.runtime_config
+        by_bytes = self._bytes_since_snapshot >= max(config.snapshot_every_bytes, self._last_snapshot_bytes)
+        if core.applied_index - core.log.snapshot_index < config.snapshot_every_entries and not by_bytes:
             return
         index = core.applied_index
+        if index <= core.log.snapshot_index:
+            return
         core.compact(index, self.state_machine.snapshot())
         snapshot = core.snapshot
         assert snapshot is not None and snapshot.meta.index == index
         self.storage.save_snapshot(snapshot)
         self.storage.compact(index)
+        self._bytes_since_snapshot = 0
+        self._last_snapshot_bytes = len(snapshot.data)
         self.counters["snapshots_taken"] += 1
 
     # ---- failing waiters ------------------------------------------------------------------

@@ -46,11 +46,21 @@ def items(node: RaftNode) -> list[bytes]:
 
 
 class LoopCluster:
-    def __init__(self, tmp_path: Path, n: int = 3, snapshot_every_entries: int = 10_000) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        n: int = 3,
+        snapshot_every_entries: int = 10_000,
+        snapshot_every_bytes: int = 256 << 20,
+    ) -> None:
         self.tmp_path = tmp_path
         self.conf = ConfState(tuple(range(1, n + 1)))
         self.nodes: dict[int, RaftNode] = {}
-        self.runtime_config = RuntimeConfig(tick_interval_ms=5, snapshot_every_entries=snapshot_every_entries)
+        self.runtime_config = RuntimeConfig(
+            tick_interval_ms=5,
+            snapshot_every_entries=snapshot_every_entries,
+            snapshot_every_bytes=snapshot_every_bytes,
+        )
 
     def send(self, msg: Message) -> None:
         target = self.nodes.get(msg.recipient)
@@ -130,6 +140,34 @@ def test_proposals_from_many_clients_are_applied_once_everywhere(tmp_path: Path)
             logs = [items(n) for n in cluster.nodes.values()]
             assert logs[0] == logs[1] == logs[2]
             assert sorted(logs[0]) == sorted(payloads)
+        finally:
+            await cluster.stop_all()
+
+    run(scenario())
+
+
+def test_a_log_of_big_entries_is_snapshotted_by_bytes_but_never_more_than_the_state_is_worth(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        # 60 entries of 100 bytes, a snapshot every 1,500 bytes at the least: the entry count
+        # (10,000) never triggers one. This state machine's snapshot grows with every entry,
+        # so each snapshot waits for as many new bytes as the previous snapshot held: at
+        # 15 entries, then 31, never a fourth (that would need 63); by bytes alone, four.
+        cluster = LoopCluster(tmp_path, n=1, snapshot_every_bytes=1_500)
+        node = cluster.start(1)
+        try:
+            await cluster.leader()
+            for k in range(60):
+                await node.propose(f"{k:03d}".encode().ljust(100, b"."), timeout_s=10)
+            assert 1 <= node.counters["snapshots_taken"] <= 2
+            assert node.core.log.snapshot_index >= 15
+        finally:
+            await cluster.stop_all()
+        restarted = cluster.start(1)  # the snapshot and the log after it give back every entry
+        try:
+            await wait_until(lambda: len(items(restarted)) == 60)
+            assert items(restarted) == [f"{k:03d}".encode().ljust(100, b".") for k in range(60)]
         finally:
             await cluster.stop_all()
 

@@ -50,6 +50,13 @@ def add_parser(commands: Any) -> None:
         "--snapshot-entries", type=int, default=10_000, help="snapshot every N entries (default 10000)"
     )
     parser.add_argument(
+        "--snapshot-mib",
+        type=int,
+        default=256,
+        help="snapshot once the entries since the last snapshot hold N MiB, and at least that "
+        "snapshot's size (default 256): bounds the log of big pushes",
+    )
+    parser.add_argument(
         "--log-level", choices=["debug", "info", "warning", "error"], default="info", help="default info"
     )
     parser.add_argument(
@@ -66,8 +73,10 @@ def options_from(args: argparse.Namespace) -> tuple[ReplicaOptions, list[str]]:
     peers = parse_peers(args.peers)
     if args.id not in peers:
         peers[args.id] = args.listen
-    if args.tick_ms < 1.0 or args.election_ticks < 2 or args.snapshot_entries < 1:
-        raise ConfigError("--tick-ms must be >= 1, --election-ticks >= 2, --snapshot-entries >= 1")
+    if args.tick_ms < 1.0 or args.election_ticks < 2 or args.snapshot_entries < 1 or args.snapshot_mib < 1:
+        raise ConfigError(
+            "--tick-ms must be >= 1, --election-ticks >= 2, --snapshot-entries >= 1, --snapshot-mib >= 1"
+        )
     if not args.cluster_id:
         raise ConfigError("--cluster-id must not be empty")
     coordinators = coordinator_addresses(args.coordinators) if args.coordinators else []
@@ -82,6 +91,7 @@ def options_from(args: argparse.Namespace) -> tuple[ReplicaOptions, list[str]]:
         tick_interval_ms=args.tick_ms,
         election_timeout_ticks=args.election_ticks,
         snapshot_every_entries=args.snapshot_entries,
+        snapshot_every_bytes=args.snapshot_mib << 20,
         fault_injection=args.fault_injection,
     )
     return options, coordinators

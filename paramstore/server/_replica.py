@@ -53,6 +53,7 @@ class ReplicaOptions:
     tick_interval_ms: float = 25.0
     election_timeout_ticks: int = 10
     snapshot_every_entries: int = 10_000
+    snapshot_every_bytes: int = 256 * 1024 * 1024
     # The largest log entry (one proposal). The WAL record and the transport message limits
     # are derived from it, so that every entry the leader accepts can be stored and sent.
     # Bigger is not better: handling one entry blocks a node's loop, heartbeats included;
@@ -140,6 +141,7 @@ class Replica:
         runtime_config = RuntimeConfig(
             tick_interval_ms=self.options.tick_interval_ms,
             snapshot_every_entries=self.options.snapshot_every_entries,
+            snapshot_every_bytes=self.options.snapshot_every_bytes,
             entry_bytes_max=self.options.entry_bytes_max,
         )
         self._node = RaftNode(
