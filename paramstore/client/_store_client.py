@@ -503,9 +503,10 @@ class StoreClient:
         held = 0
         dtype = _WIRE_DTYPES[self.gradient_dtype][1]
         for key, block in blocks.items():
-            data = block.tobytes()
-            for start in range(0, len(data), self.piece_bytes) if data else range(1):
-                chunk = data[start : start + self.piece_bytes]
+            flat = block.reshape(-1)
+            step_elements = max(1, self.piece_bytes // flat.itemsize)
+            for start in range(0, flat.size, step_elements) if flat.size else range(1):
+                chunk = flat[start : start + step_elements].tobytes()  # one copy of each byte
                 if held and held + len(chunk) > self.piece_bytes:
                     current = api.PushRequest()
                     messages.append(current)

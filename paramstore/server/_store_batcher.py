@@ -1,10 +1,12 @@
 """Aggregation before replication: the leader's push batcher.
 
-Each model has a queue of checked pushes and at most one Push entry in flight. While that
-entry replicates, the pushes that arrive queue up; when it is applied, the queued ones
-(bounded by count and bytes, at most one push per client, one BSP step) are merged into the next entry:
-the summed gradient plus every covered (client, sequence). Replication traffic is then one
-gradient per round trip instead of one per worker.
+Each model has a queue of checked pushes and at most ``entries_in_flight_max`` (2) Push
+entries in flight. While they replicate, the pushes that arrive queue up; when one is
+applied, the queued ones (bounded by count and bytes, at most one push per client, one BSP
+step) are merged into the next entry: the summed gradient plus every covered (client,
+sequence). Replication traffic is then one gradient per round trip instead of one per
+worker, and with two entries in flight the leader writes and sends the next while the
+followers still write the last (one would leave every disk and link idle half the time).
 
 Each waiting push gets its own answer:
 
@@ -57,6 +59,7 @@ Propose = Callable[[bytes], Awaitable[object]]
 @dataclass(frozen=True, slots=True)
 class BatcherLimits:
     merge_pushes_max: int = 64  # pushes merged into one entry
+    entries_in_flight_max: int = 2  # per model: proposed and not yet answered
     merge_bytes_max: int = 16 << 20  # their gradient bytes together: one log entry
     queued_pushes_max: int = 1024  # per model, waiting for their entry
     queued_bytes_max: int = 512 << 20  # every model together
@@ -124,7 +127,9 @@ class PushBatcher:
         self._propose = propose
         self.limits = limits or BatcherLimits()
         self._queues: dict[str, deque[PendingPush]] = {}
-        self._drainers: dict[str, asyncio.Task[None]] = {}
+        # Per model, the tasks that take batches off its queue and propose them, one entry
+        # at a time each: at most ``entries_in_flight_max`` of them.
+        self._drainers: dict[str, set[asyncio.Task[None]]] = {}
         self._queued_bytes = 0
         self.counters: dict[str, int] = {
             "push_entries": 0,  # Push entries proposed
@@ -149,15 +154,20 @@ class PushBatcher:
         push.waiters.append(waiter)
         queue.append(push)
         self._queued_bytes += push.nbytes
-        if push.model not in self._drainers:
-            self._drainers[push.model] = asyncio.create_task(
-                self._drain(push.model), name=f"push-batcher-{push.model}"
+        drainers = self._drainers.setdefault(push.model, set())
+        if len(drainers) < self.limits.entries_in_flight_max:
+            # Each takes its batch (and proposes it) when it first runs, in the order they
+            # were started: the log gets the batches in queue order.
+            task = asyncio.create_task(
+                self._drain(push.model, queue, drainers), name=f"push-batcher-{push.model}"
             )
+            drainers.add(task)
+            task.add_done_callback(drainers.discard)
         return waiter
 
     async def close(self) -> None:
         """Stop the drain tasks; waiting pushes are failed with ``exc`` by the caller's stop."""
-        tasks = list(self._drainers.values())
+        tasks = [task for drainers in self._drainers.values() for task in drainers]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -171,16 +181,17 @@ class PushBatcher:
 
     # ---- draining -------------------------------------------------------------------------------
 
-    async def _drain(self, model: str) -> None:
-        queue = self._queues[model]
+    async def _drain(self, model: str, queue: deque[PendingPush], drainers: set[asyncio.Task[None]]) -> None:
         try:
             while queue:
                 batch = self._take_batch(queue)
                 await self._propose_batch(batch)
         finally:
-            self._drainers.pop(model, None)
-            if not queue:
-                self._queues.pop(model, None)
+            # The last drainer of an empty queue forgets it (the next push starts afresh);
+            # its own task is still in ``drainers`` here.
+            if not queue and len(drainers) <= 1 and self._queues.get(model) is queue:
+                del self._queues[model]
+                del self._drainers[model]
 
     def _take_batch(self, queue: deque[PendingPush]) -> list[PendingPush]:
         batch = [queue.popleft()]
