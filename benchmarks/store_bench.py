@@ -65,11 +65,10 @@ PEERS_PYTHON = Path(os.environ.get("PEERS_VENV", str(Path.home() / "peers-venv")
 MALLOC_TUNED = {"MALLOC_MMAP_THRESHOLD_": "1073741824", "MALLOC_TRIM_THRESHOLD_": "4294967296"}
 LEAF_BYTES = 1 << 20  # 1 MiB leaves, so that a gradient can be pushed in pieces (see below)
 NUM_SHARDS = 16
-# A store's WAL refuses records over ~16 MiB (record_bytes_max 16777203) and the Raft driver
-# then stops on every replica, while the store service accepts pushes of up to 64 MiB and its
-# batcher merges concurrent pushes up to 64 MiB into one entry. So one push (and any merge
-# of one push per client) must stay under 16 MiB: the full gradient goes as several
-# StoreClient.push calls of at most MERGED_PUSH_BUDGET // clients bytes each.
+# One log entry holds at most ~16 MiB (RuntimeConfig.entry_bytes_max), and the leader's
+# batcher merges concurrent pushes (one per client) into entries of at most 16 MiB. The
+# full gradient goes as one StoreClient.push call whose parts are at most
+# MERGED_PUSH_BUDGET // clients bytes, so that one part of every client fits one entry.
 MERGED_PUSH_BUDGET = 12 << 20
 PUSH_PIECE_MAX = 8 << 20
 LOOP_MODEL_MB = 16
@@ -110,21 +109,17 @@ async def worker_main(args: argparse.Namespace) -> dict[str, Any]:
     spec = model_spec(args.model, args.model_mb)
     grads = {leaf.path: np.full(leaf.shape, 1e-4, np.float32) for leaf in spec.leaves}
     payload = sum(g.nbytes for g in grads.values())
-    pieces: list[dict[str, np.ndarray]] = [{}]
-    held = 0
-    for path, grad in grads.items():
-        if pieces[-1] and held + grad.nbytes > args.push_piece_bytes:
-            pieces.append({})
-            held = 0
-        pieces[-1][path] = grad
-        held += grad.nbytes
 
     async def push_all() -> None:
-        for piece in pieces:
-            await client.push(args.model, piece)
+        # One call: the client sends it as parts of at most --push-piece-bytes, over its
+        # push lanes (two at a time).
+        await client.push(args.model, grads)
 
     async with StoreClient(
-        args.coordinators.split(","), client_id=args.client_id, gradient_dtype=args.gradient_dtype
+        args.coordinators.split(","),
+        client_id=args.client_id,
+        gradient_dtype=args.gradient_dtype,
+        push_bytes_max=args.push_piece_bytes,
     ) as client:
 
         async def op() -> int:

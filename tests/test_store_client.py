@@ -180,8 +180,13 @@ async def test_a_push_over_the_per_group_bound_is_split_or_refused_for_bsp(clust
             assert all(r.result.ok and not r.result.duplicate for r in results.values())
         weights = await client.pull("split")
         assert all(values.tolist()[:4] == [-1.0, -1.0, -1.0, 0.0] for values in weights.values())
-        sequences = {group: client._group(group).sequence for group in results}
+        states = {group: client._group(group) for group in results}
+        sequences = {
+            g: s.sequence + sum(lane.sequence for lane in s.lanes.values()) for g, s in states.items()
+        }
         assert all(seq > 3 for seq in sequences.values()), sequences  # more than one push per call
+        # An async push's parts went two at a time, the second lane under its own client id.
+        assert all(state.lanes[1].sequence >= 3 for state in states.values()), states
         # BSP: a part holds whole shards (a worker pushes once per step and shard).
         one_shard = ModelSpec.create(
             "split-bsp1",
@@ -205,6 +210,13 @@ async def test_a_push_over_the_per_group_bound_is_split_or_refused_for_bsp(clust
         assert all(r.result.ok for r in results.values())
         weights, step = await client.pull_step("split-bsp8", min_step=1)
         assert step == 1 and all(values.tolist()[:2] == [-1.0, 0.0] for values in weights.values())
+
+
+def test_client_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="push_lanes must be between 1 and 8"):
+        StoreClient(["127.0.0.1:1"], push_lanes=0)
+    with pytest.raises(ValueError, match="client_id is 300 bytes; at most 250"):
+        StoreClient(["127.0.0.1:1"], client_id="c" * 300)
 
 
 def _group_of(route: object, key: str) -> int:

@@ -132,6 +132,9 @@ class PushFailedError(ClientError):
         return {g for g, e in self.errors.items() if not isinstance(e, StoreRefusedError)}
 
 
+_PUSH_LANES_MAX = 8
+_CLIENT_ID_BYTES_MAX = 256 - len(f"~lane{_PUSH_LANES_MAX}")
+
 # ---- routing ----------------------------------------------------------------------------------
 
 
@@ -147,13 +150,20 @@ class _Route:
 
 
 @dataclass(slots=True)
-class _GroupState:
-    """This client's session with one store group."""
+class _Lane:
+    """One sequence of pushes to a group, sent one at a time (exactly-once per lane)."""
 
     sequence: int = 0  # the last push sequence taken
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass(slots=True)
+class _GroupState(_Lane):
+    """This client's session with one store group (and its lane 0)."""
+
     leader: str | None = None
     next_index: int = 0
+    lanes: dict[int, _Lane] = field(default_factory=dict)  # lanes 1, 2, ... of async pushes
 
 
 class StoreClient:
@@ -186,13 +196,26 @@ class StoreClient:
         # The element type gradients travel in: "float32", or "bfloat16" / "float16" (half
         # the bytes; the store applies them in float32, as optax would the rounded values).
         gradient_dtype: str = "float32",
+        # An async push of several parts sends up to this many of them at once, each lane
+        # under its own client id (``client_id~lane<k>`` beyond the first) so that each stays
+        # exactly-once in order; the group replicates one while the next arrives. BSP and
+        # SSP pushes always go one after the other (their workers are known by client id).
+        push_lanes: int = 2,
     ) -> None:
         self.coordinator_addresses = parse_addresses(coordinator_addresses)
         if deadline_s <= 0 or attempt_timeout_s <= 0 or attempts_max < 1:
             raise ValueError("deadline_s and attempt_timeout_s must be > 0 and attempts_max >= 1")
         if min(piece_bytes, install_bytes_max, pull_bytes_max) < 4:
             raise ValueError("piece_bytes, install_bytes_max and pull_bytes_max must be >= 4")
+        if not 1 <= push_lanes <= _PUSH_LANES_MAX:
+            raise ValueError(f"push_lanes must be between 1 and {_PUSH_LANES_MAX}, got {push_lanes}")
+        self.push_lanes = push_lanes
         self.client_id = client_id or f"store-client-{uuid.uuid4().hex}"
+        if len(self.client_id.encode()) > _CLIENT_ID_BYTES_MAX:
+            raise ValueError(
+                f"client_id is {len(self.client_id.encode())} bytes; at most {_CLIENT_ID_BYTES_MAX} "
+                "(the store's 256, less room for a lane suffix)"
+            )
         self.deadline_s = deadline_s
         self.attempt_timeout_s = attempt_timeout_s
         self.attempts_max = attempts_max
@@ -455,12 +478,35 @@ class StoreClient:
     async def _push_group(
         self, route: _Route, group: int, parts: list[dict[str, npt.NDArray[np.float32]]], step: int
     ) -> GroupPushResult:
-        """The parts one after the other (disjoint keys: each is its own exactly-once push);
-        ``_Moved`` when the group refused one because some of its keys moved away."""
+        """The parts (disjoint keys: each is its own exactly-once push) over the lanes, one
+        after the other within a lane; ``_Moved`` when the group refused some because their
+        keys moved away (with every part not applied)."""
+        lanes = min(self.push_lanes if route.spec.sync_mode == SyncMode.ASYNC else 1, len(parts))
+        if lanes == 1:
+            return await self._push_lane(route, group, parts, step, 0)
+        outcomes = await asyncio.gather(
+            *(self._push_lane(route, group, parts[lane::lanes], step, lane) for lane in range(lanes)),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, _Moved):
+                raise outcome
+        results = [o for o in outcomes if isinstance(o, GroupPushResult)]
+        moved = [o for o in outcomes if isinstance(o, _Moved)]
+        results += [m.acknowledged for m in moved if m.acknowledged is not None]
+        latest = max(results, key=lambda r: r.result.step) if results else None
+        if moved:
+            raise _Moved(latest, {key: block for m in moved for key, block in m.blocks.items()})
+        assert latest is not None
+        return latest
+
+    async def _push_lane(
+        self, route: _Route, group: int, parts: list[dict[str, npt.NDArray[np.float32]]], step: int, lane: int
+    ) -> GroupPushResult:
         result: GroupPushResult | None = None
         for index, part in enumerate(parts):
             try:
-                result = await self._push_part(route, group, part, step)
+                result = await self._push_part(route, group, part, step, lane)
             except StoreRefusedError as exc:
                 if exc.code != ErrorCode.WRONG_GROUP:
                     raise
@@ -470,15 +516,21 @@ class StoreClient:
         return result
 
     async def _push_part(
-        self, route: _Route, group: int, blocks: Mapping[str, npt.NDArray[np.float32]], step: int
+        self,
+        route: _Route,
+        group: int,
+        blocks: Mapping[str, npt.NDArray[np.float32]],
+        step: int,
+        lane: int = 0,
     ) -> GroupPushResult:
         messages = self._push_messages(route, blocks)
         messages[0].step = step
-        state = self._group(group)
+        group_state = self._group(group)
+        state: _Lane = group_state if lane == 0 else group_state.lanes.setdefault(lane, _Lane())
         async with state.lock:
             state.sequence += 1
             sequence = state.sequence
-            messages[0].client_id = self.client_id
+            messages[0].client_id = self.client_id if lane == 0 else f"{self.client_id}~lane{lane}"
             messages[0].sequence = sequence
             attempts = 0
 
