@@ -24,21 +24,21 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11proto/shard.proto\x12\x10paramstore.shard\">\n\x06Tensor\x12&\n\x05\x64type\x18\x01 \x01(\x0e\x32\x17.paramstore.shard.DType\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"B\n\tKeyTensor\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x06tensor\x18\x02 \x01(\x0b\x32\x18.paramstore.shard.Tensor\"\xf9\x01\n\x0bInstallKeys\x12\r\n\x05model\x18\x01 \x01(\t\x12\x16\n\x0eoptimizer_json\x18\x02 \x01(\t\x12<\n\x11non_finite_policy\x18\x03 \x01(\x0e\x32!.paramstore.shard.NonFinitePolicy\x12\x12\n\nnum_shards\x18\x04 \x01(\r\x12)\n\x04keys\x18\x05 \x03(\x0b\x32\x1b.paramstore.shard.KeyTensor\x12-\n\tsync_mode\x18\x06 \x01(\x0e\x32\x1a.paramstore.shard.SyncMode\x12\x17\n\x0fstaleness_bound\x18\x07 \x01(\r\"5\n\x0e\x43lientSequence\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\"\x9c\x01\n\x04Push\x12\r\n\x05model\x18\x01 \x01(\t\x12\x30\n\x06\x63overs\x18\x02 \x03(\x0b\x32 .paramstore.shard.ClientSequence\x12\x15\n\rconfig_number\x18\x03 \x01(\x04\x12.\n\tgradients\x18\x04 \x03(\x0b\x32\x1b.paramstore.shard.KeyTensor\x12\x0c\n\x04step\x18\x05 \x01(\x04\"C\n\nSetWorkers\x12\r\n\x05model\x18\x01 \x01(\t\x12\x15\n\rconfig_number\x18\x02 \x01(\x04\x12\x0f\n\x07workers\x18\x03 \x03(\t\"=\n\x0cReleaseShard\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05shard\x18\x02 \x01(\r\x12\x0f\n\x07move_id\x18\x03 \x01(\x04\"\xbd\x01\n\x08MovedKey\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\x04\x12\x16\n\x0einitial_digest\x18\x03 \x01(\x0c\x12)\n\x07weights\x18\x04 \x01(\x0b\x32\x18.paramstore.shard.Tensor\x12\'\n\x05slots\x18\x05 \x03(\x0b\x32\x18.paramstore.shard.Tensor\x12*\n\x08gathered\x18\x06 \x01(\x0b\x32\x18.paramstore.shard.Tensor\"\x8a\x02\n\x0b\x41\x63\x63\x65ptShard\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05shard\x18\x02 \x01(\r\x12\x0f\n\x07move_id\x18\x03 \x01(\x04\x12\x31\n\ndefinition\x18\x04 \x01(\x0b\x32\x1d.paramstore.shard.InstallKeys\x12(\n\x04keys\x18\x05 \x03(\x0b\x32\x1a.paramstore.shard.MovedKey\x12\x0c\n\x04last\x18\x06 \x01(\x08\x12\x12\n\nmodel_step\x18\x07 \x01(\x04\x12\x14\n\x0c\x62\x61rrier_step\x18\x08 \x01(\x04\x12\x16\n\x0e\x62\x61rrier_pushed\x18\t \x03(\t\x12\x1f\n\x17\x62\x61rrier_gathered_pushes\x18\n \x01(\x04\":\n\tDropShard\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05shard\x18\x02 \x01(\r\x12\x0f\n\x07move_id\x18\x03 \x01(\x04\"\xcb\x02\n\x0cShardCommand\x12\x35\n\x0cinstall_keys\x18\x01 \x01(\x0b\x32\x1d.paramstore.shard.InstallKeysH\x00\x12&\n\x04push\x18\x02 \x01(\x0b\x32\x16.paramstore.shard.PushH\x00\x12\x33\n\x0bset_workers\x18\x03 \x01(\x0b\x32\x1c.paramstore.shard.SetWorkersH\x00\x12\x37\n\rrelease_shard\x18\x04 \x01(\x0b\x32\x1e.paramstore.shard.ReleaseShardH\x00\x12\x35\n\x0c\x61\x63\x63\x65pt_shard\x18\x05 \x01(\x0b\x32\x1d.paramstore.shard.AcceptShardH\x00\x12\x31\n\ndrop_shard\x18\x06 \x01(\x0b\x32\x1b.paramstore.shard.DropShardH\x00\x42\x04\n\x02op\"H\n\x06Replay\x12.\n\x04push\x18\x01 \x01(\x0b\x32 .paramstore.shard.ClientSequence\x12\x0e\n\x06result\x18\x02 \x01(\x0c\"\xc7\x01\n\x0bShardResult\x12)\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x1b.paramstore.shard.ErrorCode\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\x04\x12\x0f\n\x07skipped\x18\x04 \x01(\x08\x12\x0c\n\x04keys\x18\x05 \x03(\t\x12\x11\n\tinstalled\x18\x06 \x01(\x04\x12\x11\n\tduplicate\x18\x07 \x01(\x08\x12)\n\x07replays\x18\x08 \x03(\x0b\x32\x18.paramstore.shard.Replay\"P\n\tStoredKey\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08\x65lements\x18\x02 \x01(\x04\x12\x0c\n\x04step\x18\x03 \x01(\x04\x12\x16\n\x0einitial_digest\x18\x04 \x01(\x0c\"\xfa\x03\n\x0bStoredModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0eoptimizer_json\x18\x02 \x01(\t\x12<\n\x11non_finite_policy\x18\x03 \x01(\x0e\x32!.paramstore.shard.NonFinitePolicy\x12\x12\n\nnum_shards\x18\x04 \x01(\r\x12\x0c\n\x04step\x18\x05 \x01(\x04\x12\x16\n\x0eskipped_pushes\x18\x06 \x01(\x04\x12)\n\x04keys\x18\x07 \x03(\x0b\x32\x1b.paramstore.shard.StoredKey\x12-\n\tsync_mode\x18\x08 \x01(\x0e\x32\x1a.paramstore.shard.SyncMode\x12\x17\n\x0fstaleness_bound\x18\t \x01(\r\x12\x16\n\x0eworkers_config\x18\n \x01(\x04\x12/\n\x07workers\x18\x0b \x03(\x0b\x32\x1e.paramstore.shard.StoredWorker\x12\x17\n\x0fgathered_pushes\x18\x0c \x01(\x04\x12\x16\n\x0e\x61pplied_pushes\x18\r \x01(\x04\x12-\n\x06shards\x18\x0e \x03(\x0b\x32\x1d.paramstore.shard.StoredShard\x12\x31\n\x08\x62\x61rriers\x18\x0f \x03(\x0b\x32\x1f.paramstore.shard.StoredBarrier\"l\n\rStoredBarrier\x12\r\n\x05shard\x18\x01 \x01(\r\x12\x0c\n\x04step\x18\x02 \x01(\x04\x12\x0e\n\x06pushed\x18\x03 \x03(\t\x12\x17\n\x0fgathered_pushes\x18\x04 \x01(\x04\x12\x15\n\rgathered_keys\x18\x05 \x03(\t\"\xc7\x02\n\x0bStoredShard\x12\r\n\x05shard\x18\x01 \x01(\r\x12\x15\n\rreleased_move\x18\x02 \x01(\x04\x12\x18\n\x10released_dropped\x18\x03 \x01(\x08\x12\x15\n\raccepted_move\x18\x04 \x01(\x04\x12\x14\n\x0cstaging_move\x18\x05 \x01(\x04\x12\x32\n\rreleased_keys\x18\x06 \x03(\x0b\x32\x1b.paramstore.shard.StoredKey\x12\x30\n\x0bstaged_keys\x18\x07 \x03(\x0b\x32\x1b.paramstore.shard.StoredKey\x12\x39\n\x10released_barrier\x18\x08 \x01(\x0b\x32\x1f.paramstore.shard.StoredBarrier\x12\x17\n\x0fstaged_gathered\x18\t \x03(\t\x12\x11\n\tlast_move\x18\n \x01(\x04\"0\n\x0cStoredWorker\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\r\n\x05\x63lock\x18\x02 \x01(\x04\"N\n\rStoredSession\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rlast_sequence\x18\x02 \x01(\x04\x12\x13\n\x0blast_result\x18\x03 \x01(\x0c\"\x89\x01\n\x10ShardStateHeader\x12\x13\n\x0blimits_json\x18\x01 \x01(\t\x12-\n\x06models\x18\x02 \x03(\x0b\x32\x1d.paramstore.shard.StoredModel\x12\x31\n\x08sessions\x18\x03 \x03(\x0b\x32\x1f.paramstore.shard.StoredSession*\xde\x03\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12\x11\n\rERROR_CODE_OK\x10\x01\x12\x1f\n\x1b\x45RROR_CODE_INVALID_ARGUMENT\x10\x02\x12\x18\n\x14\x45RROR_CODE_TOO_LARGE\x10\x03\x12\x1c\n\x18\x45RROR_CODE_UNKNOWN_MODEL\x10\x04\x12\x1a\n\x16\x45RROR_CODE_UNKNOWN_KEY\x10\x05\x12\x1c\n\x18\x45RROR_CODE_SPEC_CONFLICT\x10\x06\x12\x1d\n\x19\x45RROR_CODE_SHAPE_MISMATCH\x10\x07\x12\x1d\n\x19\x45RROR_CODE_DTYPE_MISMATCH\x10\x08\x12\x19\n\x15\x45RROR_CODE_NON_FINITE\x10\t\x12\x1d\n\x19\x45RROR_CODE_STALE_SEQUENCE\x10\n\x12 \n\x1c\x45RROR_CODE_PARTIAL_DUPLICATE\x10\x0b\x12!\n\x1d\x45RROR_CODE_RESOURCE_EXHAUSTED\x10\x0c\x12\x1b\n\x17\x45RROR_CODE_NOT_A_WORKER\x10\r\x12\x19\n\x15\x45RROR_CODE_WRONG_STEP\x10\x0e\x12\x1a\n\x16\x45RROR_CODE_WRONG_GROUP\x10\x0f*`\n\x08SyncMode\x12\x19\n\x15SYNC_MODE_UNSPECIFIED\x10\x00\x12\x11\n\rSYNC_MODE_BSP\x10\x01\x12\x11\n\rSYNC_MODE_SSP\x10\x02\x12\x13\n\x0fSYNC_MODE_ASYNC\x10\x03*\\\n\x05\x44Type\x12\x16\n\x12\x44_TYPE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x44_TYPE_FLOAT32\x10\x01\x12\x12\n\x0e\x44_TYPE_FLOAT16\x10\x02\x12\x13\n\x0f\x44_TYPE_BFLOAT16\x10\x03*n\n\x0fNonFinitePolicy\x12!\n\x1dNON_FINITE_POLICY_UNSPECIFIED\x10\x00\x12\x1c\n\x18NON_FINITE_POLICY_REJECT\x10\x01\x12\x1a\n\x16NON_FINITE_POLICY_SKIP\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11proto/shard.proto\x12\x10paramstore.shard\">\n\x06Tensor\x12&\n\x05\x64type\x18\x01 \x01(\x0e\x32\x17.paramstore.shard.DType\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"B\n\tKeyTensor\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x06tensor\x18\x02 \x01(\x0b\x32\x18.paramstore.shard.Tensor\"\xf9\x01\n\x0bInstallKeys\x12\r\n\x05model\x18\x01 \x01(\t\x12\x16\n\x0eoptimizer_json\x18\x02 \x01(\t\x12<\n\x11non_finite_policy\x18\x03 \x01(\x0e\x32!.paramstore.shard.NonFinitePolicy\x12\x12\n\nnum_shards\x18\x04 \x01(\r\x12)\n\x04keys\x18\x05 \x03(\x0b\x32\x1b.paramstore.shard.KeyTensor\x12-\n\tsync_mode\x18\x06 \x01(\x0e\x32\x1a.paramstore.shard.SyncMode\x12\x17\n\x0fstaleness_bound\x18\x07 \x01(\r\"5\n\x0e\x43lientSequence\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\"\xac\x01\n\x04Push\x12\r\n\x05model\x18\x01 \x01(\t\x12\x30\n\x06\x63overs\x18\x02 \x03(\x0b\x32 .paramstore.shard.ClientSequence\x12\x15\n\rconfig_number\x18\x03 \x01(\x04\x12.\n\tgradients\x18\x04 \x03(\x0b\x32\x1b.paramstore.shard.KeyTensor\x12\x0c\n\x04step\x18\x05 \x01(\x04\x12\x0e\n\x06now_ms\x18\x06 \x01(\x04\"C\n\nSetWorkers\x12\r\n\x05model\x18\x01 \x01(\t\x12\x15\n\rconfig_number\x18\x02 \x01(\x04\x12\x0f\n\x07workers\x18\x03 \x03(\t\"=\n\x0cReleaseShard\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05shard\x18\x02 \x01(\r\x12\x0f\n\x07move_id\x18\x03 \x01(\x04\"\xbd\x01\n\x08MovedKey\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\x04\x12\x16\n\x0einitial_digest\x18\x03 \x01(\x0c\x12)\n\x07weights\x18\x04 \x01(\x0b\x32\x18.paramstore.shard.Tensor\x12\'\n\x05slots\x18\x05 \x03(\x0b\x32\x18.paramstore.shard.Tensor\x12*\n\x08gathered\x18\x06 \x01(\x0b\x32\x18.paramstore.shard.Tensor\"\x8a\x02\n\x0b\x41\x63\x63\x65ptShard\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05shard\x18\x02 \x01(\r\x12\x0f\n\x07move_id\x18\x03 \x01(\x04\x12\x31\n\ndefinition\x18\x04 \x01(\x0b\x32\x1d.paramstore.shard.InstallKeys\x12(\n\x04keys\x18\x05 \x03(\x0b\x32\x1a.paramstore.shard.MovedKey\x12\x0c\n\x04last\x18\x06 \x01(\x08\x12\x12\n\nmodel_step\x18\x07 \x01(\x04\x12\x14\n\x0c\x62\x61rrier_step\x18\x08 \x01(\x04\x12\x16\n\x0e\x62\x61rrier_pushed\x18\t \x03(\t\x12\x1f\n\x17\x62\x61rrier_gathered_pushes\x18\n \x01(\x04\":\n\tDropShard\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05shard\x18\x02 \x01(\r\x12\x0f\n\x07move_id\x18\x03 \x01(\x04\"\xcb\x02\n\x0cShardCommand\x12\x35\n\x0cinstall_keys\x18\x01 \x01(\x0b\x32\x1d.paramstore.shard.InstallKeysH\x00\x12&\n\x04push\x18\x02 \x01(\x0b\x32\x16.paramstore.shard.PushH\x00\x12\x33\n\x0bset_workers\x18\x03 \x01(\x0b\x32\x1c.paramstore.shard.SetWorkersH\x00\x12\x37\n\rrelease_shard\x18\x04 \x01(\x0b\x32\x1e.paramstore.shard.ReleaseShardH\x00\x12\x35\n\x0c\x61\x63\x63\x65pt_shard\x18\x05 \x01(\x0b\x32\x1d.paramstore.shard.AcceptShardH\x00\x12\x31\n\ndrop_shard\x18\x06 \x01(\x0b\x32\x1b.paramstore.shard.DropShardH\x00\x42\x04\n\x02op\"H\n\x06Replay\x12.\n\x04push\x18\x01 \x01(\x0b\x32 .paramstore.shard.ClientSequence\x12\x0e\n\x06result\x18\x02 \x01(\x0c\"\xc7\x01\n\x0bShardResult\x12)\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x1b.paramstore.shard.ErrorCode\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\x04\x12\x0f\n\x07skipped\x18\x04 \x01(\x08\x12\x0c\n\x04keys\x18\x05 \x03(\t\x12\x11\n\tinstalled\x18\x06 \x01(\x04\x12\x11\n\tduplicate\x18\x07 \x01(\x08\x12)\n\x07replays\x18\x08 \x03(\x0b\x32\x18.paramstore.shard.Replay\"P\n\tStoredKey\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08\x65lements\x18\x02 \x01(\x04\x12\x0c\n\x04step\x18\x03 \x01(\x04\x12\x16\n\x0einitial_digest\x18\x04 \x01(\x0c\"\xfa\x03\n\x0bStoredModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0eoptimizer_json\x18\x02 \x01(\t\x12<\n\x11non_finite_policy\x18\x03 \x01(\x0e\x32!.paramstore.shard.NonFinitePolicy\x12\x12\n\nnum_shards\x18\x04 \x01(\r\x12\x0c\n\x04step\x18\x05 \x01(\x04\x12\x16\n\x0eskipped_pushes\x18\x06 \x01(\x04\x12)\n\x04keys\x18\x07 \x03(\x0b\x32\x1b.paramstore.shard.StoredKey\x12-\n\tsync_mode\x18\x08 \x01(\x0e\x32\x1a.paramstore.shard.SyncMode\x12\x17\n\x0fstaleness_bound\x18\t \x01(\r\x12\x16\n\x0eworkers_config\x18\n \x01(\x04\x12/\n\x07workers\x18\x0b \x03(\x0b\x32\x1e.paramstore.shard.StoredWorker\x12\x17\n\x0fgathered_pushes\x18\x0c \x01(\x04\x12\x16\n\x0e\x61pplied_pushes\x18\r \x01(\x04\x12-\n\x06shards\x18\x0e \x03(\x0b\x32\x1d.paramstore.shard.StoredShard\x12\x31\n\x08\x62\x61rriers\x18\x0f \x03(\x0b\x32\x1f.paramstore.shard.StoredBarrier\"l\n\rStoredBarrier\x12\r\n\x05shard\x18\x01 \x01(\r\x12\x0c\n\x04step\x18\x02 \x01(\x04\x12\x0e\n\x06pushed\x18\x03 \x03(\t\x12\x17\n\x0fgathered_pushes\x18\x04 \x01(\x04\x12\x15\n\rgathered_keys\x18\x05 \x03(\t\"\xc7\x02\n\x0bStoredShard\x12\r\n\x05shard\x18\x01 \x01(\r\x12\x15\n\rreleased_move\x18\x02 \x01(\x04\x12\x18\n\x10released_dropped\x18\x03 \x01(\x08\x12\x15\n\raccepted_move\x18\x04 \x01(\x04\x12\x14\n\x0cstaging_move\x18\x05 \x01(\x04\x12\x32\n\rreleased_keys\x18\x06 \x03(\x0b\x32\x1b.paramstore.shard.StoredKey\x12\x30\n\x0bstaged_keys\x18\x07 \x03(\x0b\x32\x1b.paramstore.shard.StoredKey\x12\x39\n\x10released_barrier\x18\x08 \x01(\x0b\x32\x1f.paramstore.shard.StoredBarrier\x12\x17\n\x0fstaged_gathered\x18\t \x03(\t\x12\x11\n\tlast_move\x18\n \x01(\x04\"0\n\x0cStoredWorker\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\r\n\x05\x63lock\x18\x02 \x01(\x04\"_\n\rStoredSession\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rlast_sequence\x18\x02 \x01(\x04\x12\x13\n\x0blast_result\x18\x03 \x01(\x0c\x12\x0f\n\x07last_ms\x18\x04 \x01(\x04\"\x9b\x01\n\x10ShardStateHeader\x12\x13\n\x0blimits_json\x18\x01 \x01(\t\x12-\n\x06models\x18\x02 \x03(\x0b\x32\x1d.paramstore.shard.StoredModel\x12\x31\n\x08sessions\x18\x03 \x03(\x0b\x32\x1f.paramstore.shard.StoredSession\x12\x10\n\x08\x63lock_ms\x18\x04 \x01(\x04*\xde\x03\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12\x11\n\rERROR_CODE_OK\x10\x01\x12\x1f\n\x1b\x45RROR_CODE_INVALID_ARGUMENT\x10\x02\x12\x18\n\x14\x45RROR_CODE_TOO_LARGE\x10\x03\x12\x1c\n\x18\x45RROR_CODE_UNKNOWN_MODEL\x10\x04\x12\x1a\n\x16\x45RROR_CODE_UNKNOWN_KEY\x10\x05\x12\x1c\n\x18\x45RROR_CODE_SPEC_CONFLICT\x10\x06\x12\x1d\n\x19\x45RROR_CODE_SHAPE_MISMATCH\x10\x07\x12\x1d\n\x19\x45RROR_CODE_DTYPE_MISMATCH\x10\x08\x12\x19\n\x15\x45RROR_CODE_NON_FINITE\x10\t\x12\x1d\n\x19\x45RROR_CODE_STALE_SEQUENCE\x10\n\x12 \n\x1c\x45RROR_CODE_PARTIAL_DUPLICATE\x10\x0b\x12!\n\x1d\x45RROR_CODE_RESOURCE_EXHAUSTED\x10\x0c\x12\x1b\n\x17\x45RROR_CODE_NOT_A_WORKER\x10\r\x12\x19\n\x15\x45RROR_CODE_WRONG_STEP\x10\x0e\x12\x1a\n\x16\x45RROR_CODE_WRONG_GROUP\x10\x0f*`\n\x08SyncMode\x12\x19\n\x15SYNC_MODE_UNSPECIFIED\x10\x00\x12\x11\n\rSYNC_MODE_BSP\x10\x01\x12\x11\n\rSYNC_MODE_SSP\x10\x02\x12\x13\n\x0fSYNC_MODE_ASYNC\x10\x03*\\\n\x05\x44Type\x12\x16\n\x12\x44_TYPE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x44_TYPE_FLOAT32\x10\x01\x12\x12\n\x0e\x44_TYPE_FLOAT16\x10\x02\x12\x13\n\x0f\x44_TYPE_BFLOAT16\x10\x03*n\n\x0fNonFinitePolicy\x12!\n\x1dNON_FINITE_POLICY_UNSPECIFIED\x10\x00\x12\x1c\n\x18NON_FINITE_POLICY_REJECT\x10\x01\x12\x1a\n\x16NON_FINITE_POLICY_SKIP\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.shard_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ERRORCODE']._serialized_start=3202
-  _globals['_ERRORCODE']._serialized_end=3680
-  _globals['_SYNCMODE']._serialized_start=3682
-  _globals['_SYNCMODE']._serialized_end=3778
-  _globals['_DTYPE']._serialized_start=3780
-  _globals['_DTYPE']._serialized_end=3872
-  _globals['_NONFINITEPOLICY']._serialized_start=3874
-  _globals['_NONFINITEPOLICY']._serialized_end=3984
+  _globals['_ERRORCODE']._serialized_start=3253
+  _globals['_ERRORCODE']._serialized_end=3731
+  _globals['_SYNCMODE']._serialized_start=3733
+  _globals['_SYNCMODE']._serialized_end=3829
+  _globals['_DTYPE']._serialized_start=3831
+  _globals['_DTYPE']._serialized_end=3923
+  _globals['_NONFINITEPOLICY']._serialized_start=3925
+  _globals['_NONFINITEPOLICY']._serialized_end=4035
   _globals['_TENSOR']._serialized_start=39
   _globals['_TENSOR']._serialized_end=101
   _globals['_KEYTENSOR']._serialized_start=103
@@ -48,35 +48,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CLIENTSEQUENCE']._serialized_start=423
   _globals['_CLIENTSEQUENCE']._serialized_end=476
   _globals['_PUSH']._serialized_start=479
-  _globals['_PUSH']._serialized_end=635
-  _globals['_SETWORKERS']._serialized_start=637
-  _globals['_SETWORKERS']._serialized_end=704
-  _globals['_RELEASESHARD']._serialized_start=706
-  _globals['_RELEASESHARD']._serialized_end=767
-  _globals['_MOVEDKEY']._serialized_start=770
-  _globals['_MOVEDKEY']._serialized_end=959
-  _globals['_ACCEPTSHARD']._serialized_start=962
-  _globals['_ACCEPTSHARD']._serialized_end=1228
-  _globals['_DROPSHARD']._serialized_start=1230
-  _globals['_DROPSHARD']._serialized_end=1288
-  _globals['_SHARDCOMMAND']._serialized_start=1291
-  _globals['_SHARDCOMMAND']._serialized_end=1622
-  _globals['_REPLAY']._serialized_start=1624
-  _globals['_REPLAY']._serialized_end=1696
-  _globals['_SHARDRESULT']._serialized_start=1699
-  _globals['_SHARDRESULT']._serialized_end=1898
-  _globals['_STOREDKEY']._serialized_start=1900
-  _globals['_STOREDKEY']._serialized_end=1980
-  _globals['_STOREDMODEL']._serialized_start=1983
-  _globals['_STOREDMODEL']._serialized_end=2489
-  _globals['_STOREDBARRIER']._serialized_start=2491
-  _globals['_STOREDBARRIER']._serialized_end=2599
-  _globals['_STOREDSHARD']._serialized_start=2602
-  _globals['_STOREDSHARD']._serialized_end=2929
-  _globals['_STOREDWORKER']._serialized_start=2931
-  _globals['_STOREDWORKER']._serialized_end=2979
-  _globals['_STOREDSESSION']._serialized_start=2981
-  _globals['_STOREDSESSION']._serialized_end=3059
-  _globals['_SHARDSTATEHEADER']._serialized_start=3062
-  _globals['_SHARDSTATEHEADER']._serialized_end=3199
+  _globals['_PUSH']._serialized_end=651
+  _globals['_SETWORKERS']._serialized_start=653
+  _globals['_SETWORKERS']._serialized_end=720
+  _globals['_RELEASESHARD']._serialized_start=722
+  _globals['_RELEASESHARD']._serialized_end=783
+  _globals['_MOVEDKEY']._serialized_start=786
+  _globals['_MOVEDKEY']._serialized_end=975
+  _globals['_ACCEPTSHARD']._serialized_start=978
+  _globals['_ACCEPTSHARD']._serialized_end=1244
+  _globals['_DROPSHARD']._serialized_start=1246
+  _globals['_DROPSHARD']._serialized_end=1304
+  _globals['_SHARDCOMMAND']._serialized_start=1307
+  _globals['_SHARDCOMMAND']._serialized_end=1638
+  _globals['_REPLAY']._serialized_start=1640
+  _globals['_REPLAY']._serialized_end=1712
+  _globals['_SHARDRESULT']._serialized_start=1715
+  _globals['_SHARDRESULT']._serialized_end=1914
+  _globals['_STOREDKEY']._serialized_start=1916
+  _globals['_STOREDKEY']._serialized_end=1996
+  _globals['_STOREDMODEL']._serialized_start=1999
+  _globals['_STOREDMODEL']._serialized_end=2505
+  _globals['_STOREDBARRIER']._serialized_start=2507
+  _globals['_STOREDBARRIER']._serialized_end=2615
+  _globals['_STOREDSHARD']._serialized_start=2618
+  _globals['_STOREDSHARD']._serialized_end=2945
+  _globals['_STOREDWORKER']._serialized_start=2947
+  _globals['_STOREDWORKER']._serialized_end=2995
+  _globals['_STOREDSESSION']._serialized_start=2997
+  _globals['_STOREDSESSION']._serialized_end=3092
+  _globals['_SHARDSTATEHEADER']._serialized_start=3095
+  _globals['_SHARDSTATEHEADER']._serialized_end=3250
 # @@protoc_insertion_point(module_scope)

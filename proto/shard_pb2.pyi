@@ -116,18 +116,20 @@ class ClientSequence(_message.Message):
     def __init__(self, client_id: _Optional[str] = ..., sequence: _Optional[int] = ...) -> None: ...
 
 class Push(_message.Message):
-    __slots__ = ("model", "covers", "config_number", "gradients", "step")
+    __slots__ = ("model", "covers", "config_number", "gradients", "step", "now_ms")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     COVERS_FIELD_NUMBER: _ClassVar[int]
     CONFIG_NUMBER_FIELD_NUMBER: _ClassVar[int]
     GRADIENTS_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
+    NOW_MS_FIELD_NUMBER: _ClassVar[int]
     model: str
     covers: _containers.RepeatedCompositeFieldContainer[ClientSequence]
     config_number: int
     gradients: _containers.RepeatedCompositeFieldContainer[KeyTensor]
     step: int
-    def __init__(self, model: _Optional[str] = ..., covers: _Optional[_Iterable[_Union[ClientSequence, _Mapping]]] = ..., config_number: _Optional[int] = ..., gradients: _Optional[_Iterable[_Union[KeyTensor, _Mapping]]] = ..., step: _Optional[int] = ...) -> None: ...
+    now_ms: int
+    def __init__(self, model: _Optional[str] = ..., covers: _Optional[_Iterable[_Union[ClientSequence, _Mapping]]] = ..., config_number: _Optional[int] = ..., gradients: _Optional[_Iterable[_Union[KeyTensor, _Mapping]]] = ..., step: _Optional[int] = ..., now_ms: _Optional[int] = ...) -> None: ...
 
 class SetWorkers(_message.Message):
     __slots__ = ("model", "config_number", "workers")
@@ -336,21 +338,25 @@ class StoredWorker(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., clock: _Optional[int] = ...) -> None: ...
 
 class StoredSession(_message.Message):
-    __slots__ = ("client_id", "last_sequence", "last_result")
+    __slots__ = ("client_id", "last_sequence", "last_result", "last_ms")
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     LAST_RESULT_FIELD_NUMBER: _ClassVar[int]
+    LAST_MS_FIELD_NUMBER: _ClassVar[int]
     client_id: str
     last_sequence: int
     last_result: bytes
-    def __init__(self, client_id: _Optional[str] = ..., last_sequence: _Optional[int] = ..., last_result: _Optional[bytes] = ...) -> None: ...
+    last_ms: int
+    def __init__(self, client_id: _Optional[str] = ..., last_sequence: _Optional[int] = ..., last_result: _Optional[bytes] = ..., last_ms: _Optional[int] = ...) -> None: ...
 
 class ShardStateHeader(_message.Message):
-    __slots__ = ("limits_json", "models", "sessions")
+    __slots__ = ("limits_json", "models", "sessions", "clock_ms")
     LIMITS_JSON_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
     SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_MS_FIELD_NUMBER: _ClassVar[int]
     limits_json: str
     models: _containers.RepeatedCompositeFieldContainer[StoredModel]
     sessions: _containers.RepeatedCompositeFieldContainer[StoredSession]
-    def __init__(self, limits_json: _Optional[str] = ..., models: _Optional[_Iterable[_Union[StoredModel, _Mapping]]] = ..., sessions: _Optional[_Iterable[_Union[StoredSession, _Mapping]]] = ...) -> None: ...
+    clock_ms: int
+    def __init__(self, limits_json: _Optional[str] = ..., models: _Optional[_Iterable[_Union[StoredModel, _Mapping]]] = ..., sessions: _Optional[_Iterable[_Union[StoredSession, _Mapping]]] = ..., clock_ms: _Optional[int] = ...) -> None: ...

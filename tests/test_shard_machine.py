@@ -249,6 +249,41 @@ def test_too_large_command_and_full_dedup_table() -> None:
     assert _apply(machine, encode_push("m", [("a", 2)], big)).ok  # known clients go on
 
 
+def test_a_full_dedup_table_forgets_only_clients_idle_for_long_enough_in_log_time() -> None:
+    limits = ShardLimits(dedup_clients_max=2, dedup_idle_ms=10_000)
+    machine, twin = _machine(limits=limits), _machine(limits=limits)
+    grads = {"a": np.ones(4, np.float32)}
+
+    def push(client: str, sequence: int, now_ms: int) -> bytes:
+        return encode_push("m", [(client, sequence)], grads, now_ms=now_ms)
+
+    entries = [push("a", 1, 1_000), push("b", 1, 5_000)]
+    for entry in entries:
+        assert _apply(machine, entry).ok
+    # c at 9,000: nobody idle for 10 s yet, so no room, and nothing changes.
+    before = machine.snapshot()
+    refused = decode_result(machine.apply_bytes(push("c", 1, 9_000)))
+    assert refused.code == ErrorCode.RESOURCE_EXHAUSTED and "idle for 10000 ms" in refused.message
+    assert machine.snapshot() == before
+    # A leader whose clock is behind does not turn log time back: still 9,000 < 11,000.
+    assert decode_result(machine.apply_bytes(push("c", 1, 2_000))).code == ErrorCode.RESOURCE_EXHAUSTED
+    # At 12,000 a (idle 11 s) is forgotten for c; b (idle 7 s) is kept and still deduplicated.
+    entries.append(push("c", 1, 12_000))
+    assert _apply(machine, entries[-1]).ok
+    assert _apply(machine, push("b", 1, 12_500)).duplicate
+    # Another replica applying the same entries (after a snapshot) ends in the same bytes.
+    for entry in entries[:2]:
+        twin.apply_bytes(entry)
+    restored = _machine(limits=limits)
+    restored.restore(twin.snapshot())
+    restored.apply_bytes(entries[2])
+    restored.apply_bytes(push("b", 1, 12_500))
+    assert restored.snapshot() == machine.snapshot()
+    # A forgotten client is a new one: a retry that late would apply again (why the idle time
+    # is an hour, and a client gives up retrying after its deadline).
+    assert not _apply(machine, push("a", 1, 30_000)).duplicate
+
+
 # ---- exactly-once ---------------------------------------------------------------------------
 
 

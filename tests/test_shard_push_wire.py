@@ -41,7 +41,7 @@ def frame_push(push_bytes: bytes) -> bytes:
 
 
 def protobuf_bytes(
-    model: str, pairs: list[ClientSequence], grads: dict[str, np.ndarray], config: int, step: int
+    model: str, pairs: list[ClientSequence], grads: dict[str, np.ndarray], config: int, step: int, now_ms: int
 ) -> bytes:
     return pb.ShardCommand(
         push=pb.Push(
@@ -50,16 +50,17 @@ def protobuf_bytes(
             config_number=config,
             gradients=[pb.KeyTensor(key=key, tensor=encode_tensor(g)) for key, g in grads.items()],
             step=step,
+            now_ms=now_ms,
         )
     ).SerializeToString(deterministic=True)
 
 
-@given(model=names, pairs=covers, grads=gradients, config=uint64, step=uint64)
+@given(model=names, pairs=covers, grads=gradients, config=uint64, step=uint64, now_ms=uint64)
 def test_hand_framed_push_is_protobufs_deterministic_serialization(
-    model: str, pairs: list[ClientSequence], grads: dict[str, np.ndarray], config: int, step: int
+    model: str, pairs: list[ClientSequence], grads: dict[str, np.ndarray], config: int, step: int, now_ms: int
 ) -> None:
-    data = encode_push(model, pairs, grads, config_number=config, step=step)
-    assert data == protobuf_bytes(model, pairs, grads, config, step)
+    data = encode_push(model, pairs, grads, config_number=config, step=step, now_ms=now_ms)
+    assert data == protobuf_bytes(model, pairs, grads, config, step, now_ms)
     parsed = parse_push_command(data)
     assert parsed is not None
     assert parsed == PushOp.from_proto(pb.ShardCommand.FromString(data).push)
@@ -84,7 +85,7 @@ def test_a_mangled_push_reads_as_protobuf_reads_it_or_is_left_to_protobuf(
     step: int,
     edits: list[tuple[int, int]],
 ) -> None:
-    data = bytearray(encode_push(model, pairs, grads, config_number=3, step=step))
+    data = bytearray(encode_push(model, pairs, grads, config_number=3, step=step, now_ms=1_700_000_000_000))
     for position, value in edits:
         data[position % len(data)] = value
     mangled = bytes(data)
@@ -111,7 +112,7 @@ def test_non_canonical_and_other_commands_are_left_to_protobuf() -> None:
     )
     assert parse_push_command(b"") is None
     assert parse_push_command(data[:-1]) is None  # cut short
-    unknown = frame_push(pb.ShardCommand.FromString(data).push.SerializeToString() + b"\x30\x01")  # field 6
+    unknown = frame_push(pb.ShardCommand.FromString(data).push.SerializeToString() + b"\x38\x01")  # field 7
     assert parse_push_command(unknown) is None
 
 

@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -226,6 +227,7 @@ class PushBatcher:
                 gradients,
                 config_number=min(p.config_number for p in todo),
                 step=todo[0].step,
+                now_ms=int(time.time() * 1000),  # log time: the dedup table ages by it
             )
             self.counters["push_entries"] += 1
             if len(todo) > 1:

@@ -61,12 +61,14 @@ def encode_push(
     gradients: Mapping[str, npt.NDArray[Any]],
     config_number: int = 0,
     step: int = 0,
+    now_ms: int = 0,
 ) -> bytes:
     """A Push entry: the summed ``gradients`` of the pushes ``covers`` names (client, sequence);
-    ``step``: the BSP step they are for. Each gradient's bytes are copied once, into the
+    ``step``: the BSP step they are for; ``now_ms``: the proposing leader's clock (log
+    time). Each gradient's bytes are copied once, into the
     result (``paramstore.shard._push_wire``)."""
     pairs = [c if isinstance(c, ClientSequence) else ClientSequence(*c) for c in covers]
-    return encode_push_command(model, pairs, gradients, config_number=config_number, step=step)
+    return encode_push_command(model, pairs, gradients, config_number=config_number, step=step, now_ms=now_ms)
 
 
 def encode_set_workers(model: str, config_number: int, workers: Iterable[str]) -> bytes:

@@ -31,9 +31,11 @@ class ShardLimits:
     # ---- pushes
     keys_per_push_max: int = 1 << 16
     covers_per_push_max: int = 4096  # merged pushes in one entry
-    # Clients in the dedup table. A full table refuses new clients (RESOURCE_EXHAUSTED)
-    # rather than forget one, which could apply a retry twice.
+    # Clients in the dedup table. A full table forgets the clients idle for dedup_idle_ms
+    # of log time to make room (their retries ended long before); without such clients it
+    # refuses new ones (RESOURCE_EXHAUSTED) rather than forget one that may still retry.
     dedup_clients_max: int = 100_000
+    dedup_idle_ms: int = 3_600_000
     # ---- sync modes
     workers_per_model_max: int = 4096
     staleness_bound_max: int = 1 << 20

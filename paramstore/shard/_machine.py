@@ -81,6 +81,7 @@ class ShardStateMachine:
         self.limits = limits or ShardLimits()
         self._models: dict[str, ModelState] = {}
         self._dedup = DedupTable(self.limits.dedup_clients_max)
+        self._clock_ms = 0  # log time: the largest Push.now_ms applied (dedup ages by it)
         self._elements = 0  # weights of every key of every model
         # Called after every applied command (the store service wakes waiting pulls with it).
         self.listeners: list[Callable[[], None]] = []
@@ -273,6 +274,8 @@ class ShardStateMachine:
             return checked
         model, covers, gradients, non_finite = checked
         # ---- checked: change state
+        now_ms = self._clock_ms = self._log_time(op)
+        self._dedup.forget(self._forgettable(covers, now_ms))
         sync = model.sync
         if non_finite:
             model.skipped_pushes += 1
@@ -309,8 +312,21 @@ class ShardStateMachine:
             result = ShardResult(ErrorCode.OK, step=model.step)
         encoded = encode_result(result)
         for cover in covers:
-            self._dedup.record(cover.client_id, cover.sequence, encoded)
+            self._dedup.record(cover.client_id, cover.sequence, encoded, now_ms)
         return encoded
+
+    def _log_time(self, op: PushOp) -> int:
+        return max(self._clock_ms, op.now_ms)
+
+    def _forgettable(self, covers: list[ClientSequence], now_ms: int) -> list[str]:
+        """The clients to forget so that ``covers`` fit in the dedup table (none while there
+        is room; fewer than needed when too few have been idle for long enough)."""
+        covered = {c.client_id for c in covers}
+        shortfall = self._dedup.shortfall(sum(1 for c in covered if self._dedup.get(c) is None))
+        if not shortfall:
+            return []
+        idle = self._dedup.idle(now_ms, self.limits.dedup_idle_ms)
+        return [client for client in idle if client not in covered][:shortfall]
 
     def _check_push(
         self, op: PushOp
@@ -339,11 +355,14 @@ class ShardStateMachine:
             )
         new_clients = sum(1 for c in covers if self._dedup.get(c.client_id) is None)
         if not self._dedup.room_for(new_clients):
-            raise Rejected(
-                ErrorCode.RESOURCE_EXHAUSTED,
-                f"the dedup table holds {len(self._dedup)} clients, the maximum; "
-                f"no room for {new_clients} more",
-            )
+            shortfall = self._dedup.shortfall(new_clients)
+            if len(self._forgettable(covers, self._log_time(op))) < shortfall:
+                raise Rejected(
+                    ErrorCode.RESOURCE_EXHAUSTED,
+                    f"the dedup table holds {len(self._dedup)} clients, the maximum, and fewer than "
+                    f"{shortfall} have been idle for {self.limits.dedup_idle_ms} ms; "
+                    f"no room for {new_clients} more",
+                )
         gradients = self._check_gradients(model, op.gradients)
         self._check_sync(model, covers, op.step, [key for key, _ in gradients])
         non_finite = [key for key, grads in gradients if not np.isfinite(grads).all()]
@@ -654,13 +673,13 @@ class ShardStateMachine:
 
     def snapshot(self) -> bytes:
         """The whole state; the same state always gives the same bytes."""
-        return _snapshot.encode(self.limits, self._models, self._dedup)
+        return _snapshot.encode(self.limits, self._models, self._dedup, self._clock_ms)
 
     def restore(self, data: bytes) -> None:
         """Replace the whole state with a snapshot's. Raises ``SnapshotFormatError`` (and
         changes nothing) for bytes that are not a consistent state taken under these limits."""
-        models, dedup = _snapshot.decode(data, self.limits)
-        self._models, self._dedup = models, dedup
+        models, dedup, clock_ms = _snapshot.decode(data, self.limits)
+        self._models, self._dedup, self._clock_ms = models, dedup, clock_ms
         self._elements = sum(_held_elements(model) for model in models.values())
 
 

@@ -57,6 +57,7 @@ class PushOp:
     config_number: int
     gradients: tuple[KeyGradient, ...]
     step: int = 0
+    now_ms: int = 0  # the leader's clock when proposed (see proto/shard.proto)
 
     @classmethod
     def from_proto(cls, op: pb.Push) -> PushOp:
@@ -69,12 +70,13 @@ class PushOp:
                 for item in op.gradients
             ),
             step=op.step,
+            now_ms=op.now_ms,
         )
 
 
 # ShardCommand.push, and Push / KeyTensor / Tensor / ClientSequence field numbers.
 _COMMAND_PUSH = 2
-_PUSH_MODEL, _PUSH_COVERS, _PUSH_CONFIG, _PUSH_GRADIENTS, _PUSH_STEP = 1, 2, 3, 4, 5
+_PUSH_MODEL, _PUSH_COVERS, _PUSH_CONFIG, _PUSH_GRADIENTS, _PUSH_STEP, _PUSH_NOW = 1, 2, 3, 4, 5, 6
 _KEY_KEY, _KEY_TENSOR = 1, 2
 _TENSOR_DTYPE, _TENSOR_DATA = 1, 2
 _COVER_CLIENT, _COVER_SEQUENCE = 1, 2
@@ -88,12 +90,13 @@ def _check_schema() -> None:
 
     expected = {
         numbers(pb.ShardCommand, "push"): (_COMMAND_PUSH,),
-        numbers(pb.Push, "model", "covers", "config_number", "gradients", "step"): (
+        numbers(pb.Push, "model", "covers", "config_number", "gradients", "step", "now_ms"): (
             _PUSH_MODEL,
             _PUSH_COVERS,
             _PUSH_CONFIG,
             _PUSH_GRADIENTS,
             _PUSH_STEP,
+            _PUSH_NOW,
         ),
         numbers(pb.KeyTensor, "key", "tensor"): (_KEY_KEY, _KEY_TENSOR),
         numbers(pb.Tensor, "dtype", "data"): (_TENSOR_DTYPE, _TENSOR_DATA),
@@ -117,6 +120,7 @@ def encode_push_command(
     gradients: Mapping[str, npt.NDArray[Any]],
     config_number: int,
     step: int,
+    now_ms: int = 0,
 ) -> bytes:
     """``pb.ShardCommand(push=...)`` serialized deterministically, with each gradient's bytes
     copied once (into the result)."""
@@ -140,10 +144,11 @@ def encode_push_command(
         parts.append(framed)
         parts.append(data)
         size += len(framed) + data.nbytes
-    if step:
-        tail = tag(_PUSH_STEP, VARINT) + varint(step)
-        parts.append(tail)
-        size += len(tail)
+    for number, value in ((_PUSH_STEP, step), (_PUSH_NOW, now_ms)):
+        if value:
+            tail = tag(number, VARINT) + varint(value)
+            parts.append(tail)
+            size += len(tail)
     parts[0] = _length_delimited(_COMMAND_PUSH, size)
     return b"".join(parts)
 
@@ -205,7 +210,7 @@ def parse_push_command(data: bytes) -> PushOp | None:
 
 def _parse_push(view: memoryview, start: int, end: int) -> PushOp:
     model = ""
-    config_number = step = 0
+    config_number = step = now_ms = 0
     covers: list[ClientSequence] = []
     gradients: list[KeyGradient] = []
     for number, wire_type, first, second in _Fields(
@@ -221,9 +226,11 @@ def _parse_push(view: memoryview, start: int, end: int) -> PushOp:
             gradients.append(_parse_gradient(view, first, second))
         elif (number, wire_type) == (_PUSH_STEP, VARINT):
             step = first
+        elif (number, wire_type) == (_PUSH_NOW, VARINT):
+            now_ms = first
         else:
             raise _NotCanonical
-    return PushOp(model, tuple(covers), config_number, tuple(gradients), step)
+    return PushOp(model, tuple(covers), config_number, tuple(gradients), step, now_ms)
 
 
 def _parse_cover(view: memoryview, start: int, end: int) -> ClientSequence:

@@ -45,8 +45,8 @@ def _le(array: npt.NDArray[np.float32]) -> memoryview:
     return memoryview(array.data).cast("B")
 
 
-def encode(limits: ShardLimits, models: dict[str, ModelState], dedup: DedupTable) -> bytes:
-    header = pb.ShardStateHeader(limits_json=limits.to_json())
+def encode(limits: ShardLimits, models: dict[str, ModelState], dedup: DedupTable, clock_ms: int) -> bytes:
+    header = pb.ShardStateHeader(limits_json=limits.to_json(), clock_ms=clock_ms)
     arrays: list[memoryview] = []
     for name in sorted(models):
         model = models[name]
@@ -96,7 +96,10 @@ def encode(limits: ShardLimits, models: dict[str, ModelState], dedup: DedupTable
             _encode_barrier(stored.barriers.add(), shard, model.sync.barriers[shard], arrays)
     for client_id, entry in dedup.items():
         header.sessions.add(
-            client_id=client_id, last_sequence=entry.last_sequence, last_result=entry.last_result
+            client_id=client_id,
+            last_sequence=entry.last_sequence,
+            last_result=entry.last_result,
+            last_ms=entry.last_ms,
         )
     body = header.SerializeToString(deterministic=True)
     return b"".join([_HEADER.pack(_MAGIC, SNAPSHOT_FORMAT_VERSION, len(body)), body, *arrays])
@@ -111,7 +114,7 @@ def _encode_barrier(into: pb.StoredBarrier, shard: int, barrier: Barrier, arrays
     arrays.extend(_le(barrier.gathered[key]) for key in sorted(barrier.gathered))
 
 
-def decode(data: bytes, limits: ShardLimits) -> tuple[dict[str, ModelState], DedupTable]:
+def decode(data: bytes, limits: ShardLimits) -> tuple[dict[str, ModelState], DedupTable, int]:
     if len(data) < _HEADER.size:
         raise SnapshotFormatError(f"snapshot of {len(data)} bytes is shorter than its header")
     magic, version, header_bytes = _HEADER.unpack_from(data)
@@ -187,8 +190,13 @@ def decode(data: bytes, limits: ShardLimits) -> tuple[dict[str, ModelState], Ded
                 f"dedup client {session.client_id!r} is out of order or has no sequence"
             )
         previous = session.client_id
-        dedup.record(session.client_id, session.last_sequence, session.last_result)
-    return models, dedup
+        if session.last_ms > header.clock_ms:
+            raise SnapshotFormatError(
+                f"dedup client {session.client_id!r} was last seen at {session.last_ms} ms, "
+                f"after the log time {header.clock_ms}"
+            )
+        dedup.record(session.client_id, session.last_sequence, session.last_result, session.last_ms)
+    return models, dedup, header.clock_ms
 
 
 class _ArrayReader:

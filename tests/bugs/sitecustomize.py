@@ -30,9 +30,9 @@ if _BUG == "skip-dedup":
     _dedup.DedupTable.get = lambda self, client_id: None  # type: ignore[method-assign]
     _original_record = _dedup.DedupTable.record
 
-    def _record(self, client_id, sequence, result):  # type: ignore[no-untyped-def]
+    def _record(self, client_id, sequence, result, now_ms=0):  # type: ignore[no-untyped-def]
         self._clients.pop(client_id, None)
-        _original_record(self, client_id, sequence, result)
+        _original_record(self, client_id, sequence, result, now_ms)
 
     _dedup.DedupTable.record = _record  # type: ignore[method-assign]
 
