@@ -54,6 +54,7 @@ from consensus.messages import (
     ReadState,
     Ready,
     Role,
+    Snapshot,
 )
 from consensus.storage import NodeStorage
 from consensus.tick_rate import TickRate
@@ -158,6 +159,9 @@ class RaftNode:
         # ``RuntimeConfig.snapshot_every_bytes``).
         self._bytes_since_snapshot = 0
         self._last_snapshot_bytes = 0
+        # A snapshot whose file is being written (see ``_maybe_snapshot``).
+        self._snapshot_write: asyncio.Future[None] | None = None
+        self._snapshot_written: Snapshot | None = None
         if restored.snapshot is not None:
             state_machine.restore(restored.snapshot.data)
             self._last_snapshot_bytes = len(restored.snapshot.data)
@@ -207,6 +211,11 @@ class RaftNode:
         if self._task is not None:
             await self._task
             self._task = None
+        if self._snapshot_write is not None:
+            # Not cancellable part-way: wait for the file (it is complete or a temp file).
+            with contextlib.suppress(Exception):
+                await self._snapshot_write
+            self._snapshot_write = None
         self._fail_everything(NodeStoppedError(f"node {self.node_id} stopped"))
 
     async def wait_done(self) -> None:
@@ -517,6 +526,24 @@ class RaftNode:
         self._reads_to_serve = keep
 
     def _maybe_snapshot(self) -> None:
+        """Take a snapshot when one is due. The state is captured here, on the driver (it
+        must be of one applied index); its file is written in a thread while the driver
+        goes on (a state of tens of MiB takes longer to write than an election timeout:
+        a leader blocked that long would be deposed), and the log is compacted on a later
+        turn, once the file is durable."""
+        writing = self._snapshot_write
+        if writing is not None:
+            if not writing.done():
+                return
+            self._snapshot_write = None
+            writing.result()  # a failed write: the storage has failed, the driver stops
+            snapshot = self._snapshot_written
+            self._snapshot_written = None
+            assert snapshot is not None
+            if self.storage.finish_snapshot(snapshot):
+                self.storage.compact(snapshot.meta.index)
+                self.counters["snapshots_taken"] += 1
+            return
         core = self.core
         config = self.runtime_config
         by_bytes = self._bytes_since_snapshot >= max(config.snapshot_every_bytes, self._last_snapshot_bytes)
@@ -528,11 +555,13 @@ class RaftNode:
         core.compact(index, self.state_machine.snapshot())
         snapshot = core.snapshot
         assert snapshot is not None and snapshot.meta.index == index
-        self.storage.save_snapshot(snapshot)
-        self.storage.compact(index)
         self._bytes_since_snapshot = 0
         self._last_snapshot_bytes = len(snapshot.data)
-        self.counters["snapshots_taken"] += 1
+        self.storage.begin_snapshot(snapshot)
+        self._snapshot_written = snapshot
+        self._snapshot_write = asyncio.ensure_future(
+            asyncio.to_thread(self.storage.write_snapshot_file, snapshot)
+        )
 
     # ---- failing waiters ------------------------------------------------------------------
 

@@ -119,6 +119,29 @@ def test_leftover_temporary_files_are_removed_at_open(tmp_path: Path) -> None:
         assert any("unfinished snapshot" in note for note in storage.recovery_notes)
 
 
+def test_a_snapshot_written_in_steps_counts_once_finished_unless_overtaken(tmp_path: Path) -> None:
+    # The runtime writes its snapshots' files in a thread (``write_snapshot_file``) while the
+    # log goes on; meanwhile a leader's snapshot may be installed: the older one then counts
+    # for nothing, and the installed one stays.
+    with_log(tmp_path)
+    with open_storage(tmp_path) as storage:
+        own = snapshot_at(12)
+        storage.begin_snapshot(own)
+        storage.write_snapshot_file(own)
+        assert storage.snapshot_meta is None  # written, not yet the saved one
+        assert storage.finish_snapshot(own)
+        assert storage.snapshot_meta == own.meta
+        later = snapshot_at(20)
+        storage.begin_snapshot(later)
+        storage.write_snapshot_file(later)
+        installed = snapshot_at(50, term=4)
+        storage.save_ready(Ready(snapshot=installed, hard_state=HardState(4, 0, 50)))
+        assert not storage.finish_snapshot(later)
+        assert storage.snapshot_meta == installed.meta
+    with open_storage(tmp_path) as storage:
+        assert storage.restored_state().snapshot == installed
+
+
 def test_installing_a_leaders_snapshot_replaces_the_whole_log(tmp_path: Path) -> None:
     with_log(tmp_path)
     installed = snapshot_at(50, term=4)

@@ -194,6 +194,15 @@ class NodeStorage:
     def save_snapshot(self, snapshot: Snapshot) -> None:
         """Persist a snapshot the application took (of its state at ``snapshot.meta.index``,
         which must be in the log). The log is left as it is: see ``compact``."""
+        self.begin_snapshot(snapshot)
+        self.write_snapshot_file(snapshot)
+        self.finish_snapshot(snapshot)
+
+    # ``save_snapshot`` in three steps, so that the big write can run in another thread while
+    # this one goes on writing the log: the middle step touches only the snapshot directory.
+
+    def begin_snapshot(self, snapshot: Snapshot) -> None:
+        """Check that ``snapshot`` can be saved now (newer than the saved one, in the log)."""
         self._check_usable()
         self._check_new_snapshot(snapshot)
         index = snapshot.meta.index
@@ -201,11 +210,26 @@ class NodeStorage:
             raise InvalidRequestError(
                 f"snapshot at index {index} is beyond the last persisted index {self._wal.last_index}"
             )
+
+    def write_snapshot_file(self, snapshot: Snapshot) -> None:
+        """Write the snapshot's file durably (any thread; one snapshot at a time)."""
+        self._check_usable()
         with self._stop_on_failure("saving a snapshot"):
             self._snapshots.save(snapshot)
+
+    def finish_snapshot(self, snapshot: Snapshot) -> bool:
+        """Make the written snapshot the saved one. False (nothing changes) when the log moved
+        past it meanwhile: a newer snapshot was installed, or the log was reset beyond it."""
+        self._check_usable()
+        index = snapshot.meta.index
+        current = self._snapshot_meta.index if self._snapshot_meta is not None else 0
+        if index <= current or not self._wal.base_index < index <= self._wal.last_index:
+            return False
+        with self._stop_on_failure("saving a snapshot"):
             self._snapshot_meta = snapshot.meta
             self._wal.note_snapshot(index)
             self._snapshots.prune()
+        return True
 
     def compact(self, index: int) -> int:
         """Delete WAL segments holding only entries <= ``index`` (at most the snapshot's
