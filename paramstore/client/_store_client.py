@@ -40,11 +40,17 @@ from paramstore.client._errors import (
     CommandRejectedError,
     DeadlineExceededError,
 )
+from paramstore.client._routes import (
+    ModelNotRoutedError,
+    Route,
+    blocks_by_group,
+    initial_blocks,
+    model_of,
+    route_of,
+)
 from paramstore.coordinator import AssignShards, ModelSpec, RegisterModel, SyncMode
 from paramstore.coordinator._codec import spec_from_proto
 from paramstore.shard import ErrorCode, ModelLayout, NonFinitePolicy, ShardResult, decode_result
-from proto import coordinator_pb2 as coordinator_pb
-from proto import coordinator_service_pb2 as coordinator_api
 from proto import shard_pb2 as shard_pb
 from proto import store_service_pb2 as api
 from proto import store_service_pb2_grpc as api_grpc
@@ -99,11 +105,6 @@ class StoreRefusedError(ClientError):
         self.details = details
 
 
-class ModelNotRoutedError(ClientError):
-    """The coordinator does not know the model, or some of its shards have no group yet
-    (``register_model`` assigns them)."""
-
-
 @dataclass(frozen=True, slots=True)
 class GroupPushResult:
     """One store group's acknowledgement of one push."""
@@ -134,19 +135,6 @@ class PushFailedError(ClientError):
 
 _PUSH_LANES_MAX = 8
 _CLIENT_ID_BYTES_MAX = 256 - len(f"~lane{_PUSH_LANES_MAX}")
-
-# ---- routing ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Route:
-    """Where one model's keys live, as of one coordinator config."""
-
-    spec: ModelSpec
-    layout: ModelLayout
-    config_number: int
-    keys_by_group: dict[int, tuple[str, ...]]  # only groups holding keys, keys in layout order
-    members: dict[int, tuple[str, ...]]  # group -> member addresses
 
 
 @dataclass(slots=True)
@@ -235,7 +223,7 @@ class StoreClient:
         self.coordinator = CoordinatorClient(
             self.coordinator_addresses, client_id=f"{self.client_id}-coordinator", deadline_s=deadline_s
         )
-        self._routes: dict[str, _Route] = {}
+        self._routes: dict[str, Route] = {}
         self._groups: dict[int, _GroupState] = {}
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, api_grpc.StoreStub] = {}
@@ -286,14 +274,14 @@ class StoreClient:
         if not result.ok:
             raise CommandRejectedError(result)
         config = await self.coordinator.config()
-        registered = _model_of(config, spec.name)
+        registered = model_of(config, spec.name)
         if registered is None:
             raise ModelNotRoutedError(f"model {spec.name!r} is not in the coordinator's config")
         layout = ModelLayout.from_spec(spec_from_proto(registered.spec))
-        blocks = _initial_blocks(layout, spec_from_proto(registered.spec), initial_values)
+        blocks = initial_blocks(layout, spec_from_proto(registered.spec), initial_values)
         installed: dict[int, set[str]] = {}
         for _ in range(_REGISTER_ROUNDS_MAX):
-            registered = _model_of(config, spec.name)
+            registered = model_of(config, spec.name)
             assert registered is not None, "a registered model is never removed"
             unassigned = [s for s, g in enumerate(registered.shard_groups) if g == 0]
             if unassigned:
@@ -306,7 +294,7 @@ class StoreClient:
                     raise CommandRejectedError(result)
                 config = await self.coordinator.config()
                 continue
-            route = _route_of(config, spec.name)
+            route = route_of(config, spec.name)
             outcomes = await asyncio.gather(
                 *(
                     self._install(
@@ -328,7 +316,7 @@ class StoreClient:
             for group, keys in route.keys_by_group.items():
                 installed.setdefault(group, set()).update(keys)
             config = await self.coordinator.config()
-            if _route_of(config, spec.name).keys_by_group == route.keys_by_group:
+            if route_of(config, spec.name).keys_by_group == route.keys_by_group:
                 self._routes[spec.name] = route
                 return route.spec
         raise ClientError(
@@ -338,7 +326,7 @@ class StoreClient:
 
     async def _install(
         self,
-        route: _Route,
+        route: Route,
         group: int,
         keys: Sequence[str],
         blocks: Mapping[str, npt.NDArray[np.float32]],
@@ -411,7 +399,7 @@ class StoreClient:
         errors: dict[int, ClientError] = {}
         todo = blocks
         while todo:
-            by_group = _blocks_by_group(route, todo)
+            by_group = blocks_by_group(route, todo)
             groups = sorted(by_group)
             parts = {group: self._push_parts(route, group, by_group[group]) for group in groups}  # may refuse
             outcomes = await asyncio.gather(
@@ -437,14 +425,14 @@ class StoreClient:
                 try:
                     route = await self._moved_route(model, route, todo)
                 except ClientError as exc:
-                    errors[min(_blocks_by_group(route, todo))] = exc
+                    errors[min(blocks_by_group(route, todo))] = exc
                     break
         if errors:
             raise PushFailedError(acknowledged, errors)
         return acknowledged
 
     def _push_parts(
-        self, route: _Route, group: int, blocks: Mapping[str, npt.NDArray[np.float32]]
+        self, route: Route, group: int, blocks: Mapping[str, npt.NDArray[np.float32]]
     ) -> list[dict[str, npt.NDArray[np.float32]]]:
         """``blocks`` in parts of at most ``push_bytes_max`` bytes (one part when it fits).
         Under BSP a worker pushes once per step and shard, so a BSP part holds whole shards
@@ -476,7 +464,7 @@ class StoreClient:
         return parts
 
     async def _push_group(
-        self, route: _Route, group: int, parts: list[dict[str, npt.NDArray[np.float32]]], step: int
+        self, route: Route, group: int, parts: list[dict[str, npt.NDArray[np.float32]]], step: int
     ) -> GroupPushResult:
         """The parts (disjoint keys: each is its own exactly-once push) over the lanes, one
         after the other within a lane; ``_Moved`` when the group refused some because their
@@ -501,7 +489,7 @@ class StoreClient:
         return latest
 
     async def _push_lane(
-        self, route: _Route, group: int, parts: list[dict[str, npt.NDArray[np.float32]]], step: int, lane: int
+        self, route: Route, group: int, parts: list[dict[str, npt.NDArray[np.float32]]], step: int, lane: int
     ) -> GroupPushResult:
         result: GroupPushResult | None = None
         for index, part in enumerate(parts):
@@ -517,7 +505,7 @@ class StoreClient:
 
     async def _push_part(
         self,
-        route: _Route,
+        route: Route,
         group: int,
         blocks: Mapping[str, npt.NDArray[np.float32]],
         step: int,
@@ -545,7 +533,7 @@ class StoreClient:
         return GroupPushResult(group, sequence, result, response.merged_pushes, attempts)
 
     def _push_messages(
-        self, route: _Route, blocks: Mapping[str, npt.NDArray[np.float32]]
+        self, route: Route, blocks: Mapping[str, npt.NDArray[np.float32]]
     ) -> list[api.PushRequest]:
         """The stream: a header message, then messages of about ``piece_bytes`` bytes, each
         key's pieces one after the other (built once, resent as is on a retry)."""
@@ -609,7 +597,7 @@ class StoreClient:
         return leaves, min(steps, default=0)
 
     async def _pull_group(
-        self, route: _Route, group: int, keys: Sequence[str], min_step: int, worker_id: str
+        self, route: Route, group: int, keys: Sequence[str], min_step: int, worker_id: str
     ) -> tuple[dict[str, npt.NDArray[np.float32]], int]:
         """``keys`` of ``group``, in calls of at most ``pull_bytes_max`` bytes (a failed
         call is asked again whole)."""
@@ -687,7 +675,7 @@ class StoreClient:
             await asyncio.sleep(backoff_s)
             backoff_s = min(self.backoff_max_s, backoff_s * 2)
 
-    async def _group_workers(self, route: _Route, group: int, model: str) -> set[str] | None:
+    async def _group_workers(self, route: Route, group: int, model: str) -> set[str] | None:
         """The model's workers on ``group`` as its most advanced answering member applied
         them (an applied membership is committed); None when no member answered."""
         answers: list[tuple[int, set[str]]] = []
@@ -705,16 +693,16 @@ class StoreClient:
 
     # ---- routing --------------------------------------------------------------------------
 
-    async def _route(self, model: str) -> _Route:
+    async def _route(self, model: str) -> Route:
         route = self._routes.get(model)
         if route is None:
-            route = _route_of(await self.coordinator.config(), model)
+            route = route_of(await self.coordinator.config(), model)
             self._routes[model] = route
         return route
 
     async def _moved_route(
-        self, model: str, stale: _Route, keys: Mapping[str, object] | Sequence[str]
-    ) -> _Route:
+        self, model: str, stale: Route, keys: Mapping[str, object] | Sequence[str]
+    ) -> Route:
         """After a group refused ``keys`` as moved (WRONG_GROUP): the coordinator's newest
         route, once it puts one of them on another group than ``stale`` did (a move is
         released at its old group before the coordinator's map changes, so the map may lag
@@ -723,7 +711,7 @@ class StoreClient:
         deadline = time.monotonic() + self.deadline_s
         backoff_s = self.backoff_initial_s
         while True:
-            route = _route_of(await self.coordinator.config(), model)
+            route = route_of(await self.coordinator.config(), model)
             self._routes[model] = route
             now = {key: group for group, held in route.keys_by_group.items() for key in held}
             if any(now.get(key) != before.get(key) for key in keys):
@@ -754,7 +742,7 @@ class StoreClient:
 
     async def _call_group(
         self,
-        route: _Route | tuple[str, ...],
+        route: Route | tuple[str, ...],
         group: int,
         call: Callable[[api_grpc.StoreStub, float], Awaitable[_T]],
         wait_codes: frozenset[ErrorCode] = frozenset(),
@@ -862,7 +850,7 @@ class _Moved(Exception):
         self.blocks = blocks
 
 
-def _moved_groups(route: _Route, outcomes: Sequence[object]) -> list[int]:
+def _moved_groups(route: Route, outcomes: Sequence[object]) -> list[int]:
     """The groups (in ``route.keys_by_group`` order, one outcome each) that refused as
     moved (WRONG_GROUP); any other failure is raised."""
     moved = []
@@ -872,64 +860,6 @@ def _moved_groups(route: _Route, outcomes: Sequence[object]) -> list[int]:
         elif isinstance(outcome, BaseException):
             raise outcome
     return moved
-
-
-def _blocks_by_group(
-    route: _Route, blocks: Mapping[str, npt.NDArray[np.float32]]
-) -> dict[int, dict[str, npt.NDArray[np.float32]]]:
-    group_of = {key: group for group, keys in route.keys_by_group.items() for key in keys}
-    by_group: dict[int, dict[str, npt.NDArray[np.float32]]] = {}
-    for key, block in blocks.items():
-        by_group.setdefault(group_of[key], {})[key] = block
-    return by_group
-
-
-def _model_of(config: coordinator_api.GetConfigResponse, name: str) -> coordinator_pb.Model | None:
-    return next((m for m in config.models if m.spec.name == name), None)
-
-
-def _route_of(config: coordinator_api.GetConfigResponse, name: str) -> _Route:
-    model = _model_of(config, name)
-    if model is None:
-        raise ModelNotRoutedError(f"the coordinator knows no model {name!r}; register it first")
-    unassigned = [s for s, g in enumerate(model.shard_groups) if g == 0]
-    if unassigned:
-        raise ModelNotRoutedError(
-            f"model {name!r}: {len(unassigned)} shard(s) have no store group (e.g. {unassigned[:5]}); "
-            "register_model assigns them"
-        )
-    spec = spec_from_proto(model.spec)
-    layout = ModelLayout.from_spec(spec)
-    members = {g.group_id: tuple(m.address for m in g.members) for g in config.groups}
-    keys_by_group: dict[int, list[str]] = {}
-    for placement in layout.keys:
-        group = int(model.shard_groups[placement.shard])
-        if group not in members or not members[group]:
-            raise ModelNotRoutedError(
-                f"model {name!r}: shard {placement.shard} is on group {group}, not listed"
-            )
-        keys_by_group.setdefault(group, []).append(placement.key)
-    return _Route(
-        spec=spec,
-        layout=layout,
-        config_number=int(config.config_number),
-        keys_by_group={g: tuple(keys) for g, keys in sorted(keys_by_group.items())},
-        members=members,
-    )
-
-
-def _initial_blocks(
-    layout: ModelLayout, spec: ModelSpec, values: Mapping[str, npt.NDArray[Any]]
-) -> dict[str, npt.NDArray[np.float32]]:
-    paths = [leaf.path for leaf in spec.leaves]
-    if set(values) != set(paths):
-        missing = sorted(set(paths) - set(values))
-        extra = sorted(set(values) - set(paths))
-        raise ValueError(f"initial values: leaves missing {missing[:5]}, unexpected {extra[:5]}")
-    blocks: dict[str, npt.NDArray[np.float32]] = {}
-    for path in paths:
-        blocks.update(layout.split(path, np.ascontiguousarray(values[path], dtype="<f4")))
-    return blocks
 
 
 def _error_code(metadata: Mapping[str, Any]) -> ErrorCode | None:
