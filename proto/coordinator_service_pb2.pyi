@@ -33,6 +33,32 @@ class ExecuteResponse(_message.Message):
     result: _coordinator_pb2.CommandResult
     def __init__(self, result: _Optional[_Union[_coordinator_pb2.CommandResult, _Mapping]] = ...) -> None: ...
 
+class SessionRequest(_message.Message):
+    __slots__ = ("request_id", "command", "timeout_ms")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    command: _coordinator_pb2.Command
+    timeout_ms: int
+    def __init__(self, request_id: _Optional[int] = ..., command: _Optional[_Union[_coordinator_pb2.Command, _Mapping]] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+
+class SessionResponse(_message.Message):
+    __slots__ = ("request_id", "status", "details", "result", "leader_id", "leader_address")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    status: int
+    details: str
+    result: _coordinator_pb2.CommandResult
+    leader_id: int
+    leader_address: str
+    def __init__(self, request_id: _Optional[int] = ..., status: _Optional[int] = ..., details: _Optional[str] = ..., result: _Optional[_Union[_coordinator_pb2.CommandResult, _Mapping]] = ..., leader_id: _Optional[int] = ..., leader_address: _Optional[str] = ...) -> None: ...
+
 class GetRequest(_message.Message):
     __slots__ = ("key", "serializable")
     KEY_FIELD_NUMBER: _ClassVar[int]

@@ -39,6 +39,11 @@ class CoordinatorStub:
                 request_serializer=proto_dot_coordinator__service__pb2.ExecuteRequest.SerializeToString,
                 response_deserializer=proto_dot_coordinator__service__pb2.ExecuteResponse.FromString,
                 _registered_method=True)
+        self.Session = channel.stream_stream(
+                '/paramstore.coordinator.Coordinator/Session',
+                request_serializer=proto_dot_coordinator__service__pb2.SessionRequest.SerializeToString,
+                response_deserializer=proto_dot_coordinator__service__pb2.SessionResponse.FromString,
+                _registered_method=True)
         self.Get = channel.unary_unary(
                 '/paramstore.coordinator.Coordinator/Get',
                 request_serializer=proto_dot_coordinator__service__pb2.GetRequest.SerializeToString,
@@ -81,6 +86,16 @@ class CoordinatorServicer:
 
     def Execute(self, request, context):
         """Propose one mutating command (leader only). The leader sets Command.now_ms itself.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Session(self, request_iterator, context):
+        """The same as Execute for a stream of commands (leader only): one long-lived call per
+        client, each request answered on the stream by its request_id, in any order. A command
+        costs one stream message each way instead of a whole call. Failures of one command are
+        in its answer (SessionResponse.status), not in the call's status.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -139,6 +154,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.Execute,
                     request_deserializer=proto_dot_coordinator__service__pb2.ExecuteRequest.FromString,
                     response_serializer=proto_dot_coordinator__service__pb2.ExecuteResponse.SerializeToString,
+            ),
+            'Session': grpc.stream_stream_rpc_method_handler(
+                    servicer.Session,
+                    request_deserializer=proto_dot_coordinator__service__pb2.SessionRequest.FromString,
+                    response_serializer=proto_dot_coordinator__service__pb2.SessionResponse.SerializeToString,
             ),
             'Get': grpc.unary_unary_rpc_method_handler(
                     servicer.Get,
@@ -203,6 +223,33 @@ class Coordinator:
             '/paramstore.coordinator.Coordinator/Execute',
             proto_dot_coordinator__service__pb2.ExecuteRequest.SerializeToString,
             proto_dot_coordinator__service__pb2.ExecuteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Session(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/paramstore.coordinator.Coordinator/Session',
+            proto_dot_coordinator__service__pb2.SessionRequest.SerializeToString,
+            proto_dot_coordinator__service__pb2.SessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -269,3 +269,136 @@ async def test_a_node_without_a_leader_names_the_peers_it_cannot_reach(
         await daemon.stop()
     warning = next(r.getMessage() for r in caplog.records if "no leader for" in r.getMessage())
     assert f"2={peers[2]}" in warning and f"3={peers[3]}" in warning
+
+
+# ---- the Session stream -------------------------------------------------------------------
+
+
+def _session_request(
+    request_id: int, key: str, sequence: int, client_id: str = "streamer"
+) -> api.SessionRequest:
+    command = pb.Command.FromString(
+        encode_command(Put(key, key.encode()), client_id=client_id, sequence=sequence)
+    )
+    return api.SessionRequest(request_id=request_id, command=command, timeout_ms=5000)
+
+
+async def _answers(call: grpc.aio.StreamStreamCall, count: int) -> dict[int, api.SessionResponse]:
+    answers: dict[int, api.SessionResponse] = {}
+    async with asyncio.timeout(DEADLINE_S):
+        while len(answers) < count:
+            response = await call.read()
+            assert response is not grpc.aio.EOF, f"the stream ended after {len(answers)} of {count} answers"
+            answers[response.request_id] = response
+    return answers
+
+
+async def test_session_answers_pipelined_commands_by_request_id(group: Group) -> None:
+    leader = await group.leader()
+    async with grpc.aio.insecure_channel(leader.replica.address) as channel:
+        call = api_grpc.CoordinatorStub(channel).Session(timeout=DEADLINE_S)
+        # Distinct clients: one session table entry each, so all may be in flight at once.
+        for i in range(1, 9):
+            await call.write(_session_request(100 + i, f"s/{i}", 1, client_id=f"streamer-{i}"))
+        answers = await _answers(call, 8)
+        await call.done_writing()
+        assert await call.read() is grpc.aio.EOF  # the server ends the stream once all are answered
+        assert await call.code() == grpc.StatusCode.OK
+    assert sorted(answers) == list(range(101, 109))
+    assert all(a.status == 0 and a.result.code == pb.ERROR_CODE_OK for a in answers.values())
+    assert len({a.result.revision for a in answers.values()}) == 8  # eight separate applies
+    async with CoordinatorClient(group.addresses) as client:
+        kvs, _, _ = await client.range(prefix="s/")
+    assert [(kv.key, kv.value) for kv in kvs] == [(f"s/{i}", f"s/{i}".encode()) for i in range(1, 9)]
+
+
+async def test_session_refuses_bad_requests_in_their_answers_and_keeps_serving(group: Group) -> None:
+    leader = await group.leader()
+    before = leader.machine.machine.revision
+    async with grpc.aio.insecure_channel(leader.replica.address) as channel:
+        call = api_grpc.CoordinatorStub(channel).Session(timeout=DEADLINE_S)
+        await call.write(api.SessionRequest(request_id=0, command=_session_request(1, "bad/0", 1).command))
+        no_session = pb.Command.FromString(encode_command(Put("bad/1", b"v")))
+        await call.write(api.SessionRequest(request_id=2, command=no_session))
+        await call.write(api.SessionRequest(request_id=3, command=pb.Command(client_id="c", sequence=1)))
+        await call.write(_session_request(4, "good", 1))
+        answers = await _answers(call, 4)
+        await call.done_writing()
+    assert answers[0].status == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert "request_id" in answers[0].details
+    assert (
+        answers[2].status == grpc.StatusCode.INVALID_ARGUMENT.value[0] and "client_id" in answers[2].details
+    )
+    assert answers[3].status == grpc.StatusCode.INVALID_ARGUMENT.value[0] and "op" in answers[3].details
+    assert answers[4].status == 0 and answers[4].result.code == pb.ERROR_CODE_OK
+    # Only the good command changed anything.
+    assert answers[4].result.revision == before + 1
+    async with CoordinatorClient(group.addresses) as client:
+        kvs, _, _ = await client.range(prefix="bad/")
+    assert kvs == []
+
+
+async def test_session_applies_a_resent_command_once(group: Group) -> None:
+    leader = await group.leader()
+    async with grpc.aio.insecure_channel(leader.replica.address) as channel:
+        stub = api_grpc.CoordinatorStub(channel)
+        call = stub.Session(timeout=DEADLINE_S)
+        await call.write(_session_request(1, "once", 1, client_id="resender"))
+        first = (await _answers(call, 1))[1]
+        await call.done_writing()
+        # As after a broken stream: the same (client id, sequence) on a new one.
+        call = stub.Session(timeout=DEADLINE_S)
+        await call.write(_session_request(1, "once", 1, client_id="resender"))
+        again = (await _answers(call, 1))[1]
+        await call.done_writing()
+    assert first.status == again.status == 0
+    assert first.result == again.result
+    async with CoordinatorClient(group.addresses) as client:
+        kv = await client.get("once")
+    assert kv is not None and kv.version == kv.create_revision == first.result.key_version  # applied once
+
+
+async def test_a_followers_session_names_the_leader(group: Group) -> None:
+    follower = (await group.followers())[0]
+    leader = await group.leader()
+    async with grpc.aio.insecure_channel(follower.replica.address) as channel:
+        call = api_grpc.CoordinatorStub(channel).Session(timeout=DEADLINE_S)
+        await call.write(_session_request(7, "k", 1))
+        answer = (await _answers(call, 1))[7]
+        await call.done_writing()
+    assert answer.status == grpc.StatusCode.UNAVAILABLE.value[0]
+    assert answer.leader_address == leader.replica.address
+    assert answer.leader_id == leader.options.node_id
+    assert "not the leader" in answer.details
+
+
+async def test_the_client_moves_its_stream_to_the_new_leader(group: Group) -> None:
+    async with CoordinatorClient(group.addresses) as client:
+        await client.put("before", b"1")
+        old = await group.leader()
+        assert list(client._streams) == [old.replica.address]
+        target = (await group.followers())[0]
+        await client.transfer_leader(target.options.node_id)
+        # The old leader's stream answers "not the leader, go to ...": the client follows.
+        result = await client.put("after", b"2")
+        assert result.ok
+        assert list(client._streams) == [target.replica.address]
+        kv = await client.get("after")
+    assert kv is not None and kv.version == kv.create_revision == result.revision  # applied once
+
+
+async def test_the_client_renews_an_old_stream_between_commands(
+    group: Group, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from paramstore.client import _command_stream
+
+    async with CoordinatorClient(group.addresses) as client:
+        await client.put("r/0", b"0")
+        first = next(iter(client._streams.values()))
+        monkeypatch.setattr(_command_stream, "_STREAM_RENEW_AFTER_S", 0.0)
+        assert not first.usable
+        await client.put("r/1", b"1")
+        second = next(iter(client._streams.values()))
+        assert second is not first and first._broken is not None  # closed, replaced
+        kvs, _, _ = await client.range(prefix="r/")
+    assert [kv.value for kv in kvs] == [b"0", b"1"]

@@ -5,7 +5,9 @@ answers, else trying each address in turn), retries with capped exponential back
 within one deadline per call, and makes retried commands safe with a client session:
 each command carries (client_id, sequence) and a retry reuses the sequence, so the state
 machine applies it once. Commands of one client go one at a time (the session remembers
-only the last one's result); run several clients for concurrency.
+only the last one's result); run several clients for concurrency. Commands travel on one
+long-lived Session stream to the leader (``_command_stream.py``), which costs far less per
+command than a unary call; reads and the rest are unary calls.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 import grpc
 
+from paramstore.client._command_stream import CommandStream, StreamBrokenError
 from paramstore.client._errors import (
     ClusterUnavailableError,
     CommandRejectedError,
@@ -116,6 +119,7 @@ class CoordinatorClient:
         self._next_index = 0
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, api_grpc.CoordinatorStub] = {}
+        self._streams: dict[str, CommandStream] = {}
         self._command_lock = asyncio.Lock()
         self._rng = random.Random()
         self.retries = 0
@@ -129,6 +133,10 @@ class CoordinatorClient:
         await self.close()
 
     async def close(self) -> None:
+        streams = list(self._streams.values())
+        self._streams.clear()
+        for stream in streams:
+            await stream.close()
         channels = list(self._channels.values())
         self._channels.clear()
         self._stubs.clear()
@@ -142,9 +150,13 @@ class CoordinatorClient:
         async with self._command_lock:
             self.sequence += 1
             data = encode_command(op, client_id=self.client_id, sequence=self.sequence)
-            request = api.ExecuteRequest(command=pb.Command.FromString(data))
-            response = await self._call("Execute", request, deadline_s)
-            return decode_result(response.result.SerializeToString())
+            command = pb.Command.FromString(data)
+
+            async def attempt(address: str, timeout_s: float) -> pb.CommandResult:
+                return await self._command_attempt(address, command, timeout_s)
+
+            result = await self._retrying("Execute", attempt, deadline_s)
+            return decode_result(result.SerializeToString())
 
     async def _checked(self, op: Operation) -> CommandResult:
         result = await self.execute(op)
@@ -253,33 +265,70 @@ class CoordinatorClient:
     # ---- the retry loop ---------------------------------------------------------------------
 
     async def _call(self, method: str, request: Any, deadline_s: float | None = None) -> Any:
+        async def attempt(address: str, timeout_s: float) -> Any:
+            try:
+                return await getattr(self._stub(address), method)(request, timeout=timeout_s)
+            except grpc.aio.AioRpcError as exc:
+                raise _AttemptFailed(exc.code(), exc.details() or "", _leader_hint(exc)) from None
+
+        return await self._retrying(method, attempt, deadline_s)
+
+    async def _command_attempt(self, address: str, command: pb.Command, timeout_s: float) -> pb.CommandResult:
+        """One try of ``command`` on the Session stream to ``address``."""
+        stream = self._streams.get(address)
+        if stream is None or not stream.usable:
+            if stream is not None:
+                await stream.close()
+            stream = CommandStream(self._stub(address), address)
+            self._streams[address] = stream
+        try:
+            response = await stream.request(command, timeout_s)
+        except StreamBrokenError as exc:
+            self._streams.pop(address, None)
+            await stream.close()
+            raise _AttemptFailed(exc.code, exc.details, None) from None
+        except TimeoutError:
+            raise _AttemptFailed(grpc.StatusCode.DEADLINE_EXCEEDED, "no answer in time", None) from None
+        if response.status == grpc.StatusCode.OK.value[0]:
+            return response.result
+        code = _STATUS_BY_NUMBER.get(response.status, grpc.StatusCode.UNKNOWN)
+        if code == grpc.StatusCode.UNAVAILABLE and response.leader_address != address:
+            # Not (or no longer) the leader: its stream is of no more use.
+            self._streams.pop(address, None)
+            await stream.close()
+        raise _AttemptFailed(code, response.details, response.leader_address or None)
+
+    async def _retrying(
+        self,
+        method: str,
+        attempt: Callable[[str, float], Awaitable[Any]],
+        deadline_s: float | None,
+    ) -> Any:
+        """``attempt(address, timeout_s)`` until it succeeds, fails for good, or the deadline
+        passes; it follows leader hints and backs off between rounds of the nodes."""
         deadline = time.monotonic() + (deadline_s or self.deadline_s)
         last_error = "no attempt made"
         backoff_s = self.backoff_initial_s
-        for attempt in range(self.attempts_max):
+        for attempt_number in range(self.attempts_max):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             address = self._pick_address()
             try:
-                return await getattr(self._stub(address), method)(
-                    request, timeout=min(self.attempt_timeout_s, remaining)
-                )
-            except grpc.aio.AioRpcError as exc:
-                code = exc.code()
-                last_error = f"{address}: {code.name}: {exc.details()}"
-                if code == grpc.StatusCode.INVALID_ARGUMENT:
-                    raise RequestInvalidError(exc.details() or "invalid request") from None
-                if code not in _RETRYABLE:
+                return await attempt(address, min(self.attempt_timeout_s, remaining))
+            except _AttemptFailed as exc:
+                last_error = f"{address}: {exc.code.name}: {exc.details}"
+                if exc.code == grpc.StatusCode.INVALID_ARGUMENT:
+                    raise RequestInvalidError(exc.details or "invalid request") from None
+                if exc.code not in _RETRYABLE:
                     raise ClusterUnavailableError(f"{method} failed: {last_error}") from None
-                hint = _leader_hint(exc)
-                self._leader = hint if hint in self.addresses else None
+                self._leader = exc.leader_hint if exc.leader_hint in self.addresses else None
                 if self._leader is None:
                     self._next_index += 1
             self.retries += 1
-            if self._leader is not None and attempt == 0:
+            if self._leader is not None and attempt_number == 0:
                 continue  # a fresh redirect: go there at once
-            if self._leader is None and (attempt + 1) % len(self.addresses) != 0:
+            if self._leader is None and (attempt_number + 1) % len(self.addresses) != 0:
                 continue  # try the other nodes before waiting: one of them may lead already
             await asyncio.sleep(
                 min(backoff_s * self._rng.uniform(0.5, 1.0), max(0.0, deadline - time.monotonic()))
@@ -317,6 +366,19 @@ class CoordinatorClient:
             stub = api_grpc.CoordinatorStub(channel)
             self._stubs[address] = stub
         return stub
+
+
+_STATUS_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
+
+
+class _AttemptFailed(Exception):
+    """One try that got an error status; ``leader_hint`` is the leader it named, if any."""
+
+    def __init__(self, code: grpc.StatusCode, details: str, leader_hint: str | None) -> None:
+        super().__init__(f"{code.name}: {details}")
+        self.code = code
+        self.details = details
+        self.leader_hint = leader_hint
 
 
 def _leader_hint(exc: grpc.aio.AioRpcError) -> str | None:

@@ -57,6 +57,8 @@ _WATCH_BATCH_MAX = 1000
 _WATCH_DURATION_MAX_S = 3600.0
 _WATCH_IDLE_WAKE_S = 1.0
 _TRANSFER_WAIT_S = 3.0
+# Commands of one Session stream pending at once (a CoordinatorClient has one at a time).
+_SESSION_IN_FLIGHT_MAX = 64
 
 _MEMBERSHIP = {
     api.MEMBERSHIP_CHANGE_ADD_LEARNER: ConfChangeType.ADD_LEARNER,
@@ -140,40 +142,107 @@ class CoordinatorService(api_grpc.CoordinatorServicer):
     async def Execute(
         self, request: api.ExecuteRequest, context: grpc.aio.ServicerContext
     ) -> api.ExecuteResponse:
-        command = request.command
-        if not command.client_id or command.sequence < 1:
-            await _abort(
-                context, grpc.StatusCode.INVALID_ARGUMENT, "command needs client_id and sequence >= 1"
+        try:
+            result = await self._execute(request.command, _timeout(context))
+        except _Refusal as refusal:
+            await _abort_with(context, refusal)
+        return api.ExecuteResponse(result=pb.CommandResult.FromString(result))
+
+    async def Session(self, request_iterator: object, context: grpc.aio.ServicerContext) -> None:
+        """Answers each request of the stream as soon as its command is applied (or refused).
+
+        At most ``_SESSION_IN_FLIGHT_MAX`` commands of one stream are pending at once; the
+        reader waits for a slot beyond that, which pushes back on the client through HTTP/2
+        flow control. Answers are written one at a time (grpc.aio allows one write in flight).
+        """
+        write_lock = asyncio.Lock()
+        slots = asyncio.Semaphore(_SESSION_IN_FLIGHT_MAX)
+        pending: set[asyncio.Task[None]] = set()
+
+        async def answer(request: api.SessionRequest) -> None:
+            try:
+                response = await self._session_answer(request)
+                async with write_lock:
+                    await context.write(response)
+            except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
+                # The client went away; its retry (same client id and sequence) is safe.
+                log.debug("session answer %d not delivered: %s", request.request_id, exc)
+            finally:
+                slots.release()
+
+        try:
+            while True:
+                request = await context.read()
+                if request is grpc.aio.EOF:
+                    break
+                assert isinstance(request, api.SessionRequest)
+                await slots.acquire()
+                task = asyncio.create_task(answer(request))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+            if pending:
+                # Each is bounded by its request's timeout.
+                await asyncio.wait(set(pending))
+        finally:
+            for task in pending:
+                task.cancel()
+
+    async def _session_answer(self, request: api.SessionRequest) -> api.SessionResponse:
+        if request.request_id < 1:
+            return _refused_answer(
+                request.request_id, _Refusal(grpc.StatusCode.INVALID_ARGUMENT, "request_id must be >= 1")
             )
+        timeout_s = request.timeout_ms / 1000 if request.timeout_ms else _DEFAULT_TIMEOUT_S
+        try:
+            result = await self._execute(request.command, _clamped_timeout(timeout_s))
+        except _Refusal as refusal:
+            return _refused_answer(request.request_id, refusal)
+        return api.SessionResponse(request_id=request.request_id, result=pb.CommandResult.FromString(result))
+
+    async def _execute(self, command: pb.Command, timeout_s: float) -> bytes:
+        """Check ``command``, stamp it with the leader's clock and apply it: its encoded result.
+        Raises _Refusal saying why it was not applied (or may not have been)."""
+        if not command.client_id or command.sequence < 1:
+            raise _Refusal(grpc.StatusCode.INVALID_ARGUMENT, "command needs client_id and sequence >= 1")
         if command.WhichOneof("op") in (None, "tick"):
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "command.op must be set (and not tick)")
+            raise _Refusal(grpc.StatusCode.INVALID_ARGUMENT, "command.op must be set (and not tick)")
         command.now_ms = self._clock_ms()
         data = command.SerializeToString()
         try:
             decode_command(data)
         except CommandDecodeError as exc:
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        result = await self.propose(data, context)
-        return api.ExecuteResponse(result=pb.CommandResult.FromString(result))
+            raise _Refusal(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        return await self._apply(data, timeout_s)
 
-    async def propose(self, data: bytes, context: grpc.aio.ServicerContext | None) -> bytes:
+    async def _apply(self, data: bytes, timeout_s: float) -> bytes:
         """Replicate one encoded command; its encoded result once applied here."""
-        await self._require_leader(context)
+        if not self._replica.is_leader:
+            raise self._not_leader()
         self.last_proposal_monotonic = time.monotonic()
         try:
-            result = await self._replica.node.propose(data, _timeout(context))
+            result = await self._replica.node.propose(data, timeout_s)
         except NotLeaderError:
-            await self._redirect(context)
+            raise self._not_leader() from None
         except ProposalDroppedError as exc:
-            await _abort(context, grpc.StatusCode.UNAVAILABLE, f"not applied, retry: {exc}")
+            raise _Refusal(grpc.StatusCode.UNAVAILABLE, f"not applied, retry: {exc}") from None
         except TimeoutError:
-            await _abort(
-                context, grpc.StatusCode.DEADLINE_EXCEEDED, "command not applied in time; outcome unknown"
-            )
+            raise _Refusal(
+                grpc.StatusCode.DEADLINE_EXCEEDED, "command not applied in time; outcome unknown"
+            ) from None
         except NodeStoppedError as exc:
-            await _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
+            raise _Refusal(grpc.StatusCode.UNAVAILABLE, str(exc)) from None
         assert isinstance(result, bytes)
         return result
+
+    def _not_leader(self) -> _Refusal:
+        leader_id, leader_address = self._replica.leader()
+        where = f"node {leader_id} at {leader_address}" if leader_id else "not known yet"
+        return _Refusal(
+            grpc.StatusCode.UNAVAILABLE,
+            f"not the leader; the leader is {where}",
+            leader_id=leader_id,
+            leader_address=leader_address,
+        )
 
     async def propose_tick(self) -> None:
         """Advance the log clock (leases and sessions expire on it) while nobody writes."""
@@ -362,14 +431,43 @@ class CoordinatorService(api_grpc.CoordinatorServicer):
             await self._redirect(context)
 
     async def _redirect(self, context: grpc.aio.ServicerContext | None) -> NoReturn:
-        leader_id, leader_address = self._replica.leader()
+        refusal = self._not_leader()
         if context is None:
-            raise NotLeaderError(leader_id, "coordinator request")
+            raise NotLeaderError(refusal.leader_id, "coordinator request")
+        await _abort_with(context, refusal)
+
+
+class _Refusal(Exception):
+    """Why a command was not applied (or may not have been), as the gRPC status that says so.
+    A node that does not lead names the leader when it knows it."""
+
+    def __init__(
+        self, code: grpc.StatusCode, details: str, *, leader_id: int = 0, leader_address: str = ""
+    ) -> None:
+        super().__init__(details)
+        self.code = code
+        self.details = details
+        self.leader_id = leader_id
+        self.leader_address = leader_address
+
+
+def _refused_answer(request_id: int, refusal: _Refusal) -> api.SessionResponse:
+    status: int = refusal.code.value[0]
+    return api.SessionResponse(
+        request_id=request_id,
+        status=status,
+        details=refusal.details,
+        leader_id=refusal.leader_id,
+        leader_address=refusal.leader_address,
+    )
+
+
+async def _abort_with(context: grpc.aio.ServicerContext, refusal: _Refusal) -> NoReturn:
+    if refusal.leader_id or refusal.leader_address:
         context.set_trailing_metadata(
-            ((LEADER_ID_METADATA, str(leader_id)), (LEADER_ADDRESS_METADATA, leader_address))
+            ((LEADER_ID_METADATA, str(refusal.leader_id)), (LEADER_ADDRESS_METADATA, refusal.leader_address))
         )
-        where = f"node {leader_id} at {leader_address}" if leader_id else "not known yet"
-        await _abort(context, grpc.StatusCode.UNAVAILABLE, f"not the leader; the leader is {where}")
+    await _abort(context, refusal.code, refusal.details)
 
 
 def _timeout(context: grpc.aio.ServicerContext | None) -> float:
@@ -378,7 +476,11 @@ def _timeout(context: grpc.aio.ServicerContext | None) -> float:
     remaining: float | None = context.time_remaining()
     if remaining is None:
         return _DEFAULT_TIMEOUT_S
-    return max(0.001, min(remaining, _DEFAULT_TIMEOUT_S * 6))
+    return _clamped_timeout(remaining)
+
+
+def _clamped_timeout(timeout_s: float) -> float:
+    return max(0.001, min(timeout_s, _DEFAULT_TIMEOUT_S * 6))
 
 
 async def _abort(context: grpc.aio.ServicerContext | None, code: grpc.StatusCode, details: str) -> NoReturn:
