@@ -357,7 +357,12 @@ class RaftCore:
             self.log.applied_index = rd.committed_entries[-1].index
         if self.role == Role.LEADER:
             own = self._progress.get(self.node_id)
-            if own is not None and own.maybe_update(self.log.stable_index) and self._maybe_commit():
+            if (
+                own is not None
+                and own.maybe_update(self.log.stable_index)
+                and self._maybe_commit()
+                and self.config.broadcast_commit
+            ):
                 self._broadcast_append()
 
     def _has_committed_to_apply(self) -> bool:
@@ -638,7 +643,7 @@ class RaftCore:
         elif pr.state == ProgressState.SNAPSHOT and pr.match >= pr.snapshot_index:
             pr.become_probe()
             pr.become_replicate()
-        if self._maybe_commit():
+        if self._maybe_commit() and self.config.broadcast_commit:
             self._broadcast_append()
         else:
             self._send_append(msg.sender, pr, allow_empty=False)

@@ -248,3 +248,37 @@ def test_partitioned_stale_leader_cannot_commit_steps_down_and_is_overwritten() 
         assert all(
             e.kind != EntryKind.NORMAL or e.data == b"fresh" for e in applied_state(cluster, node_id).values()
         )
+
+
+def test_a_commit_is_broadcast_at_once_by_default() -> None:
+    cluster, leader = _stable_cluster()
+    mark = len(cluster.sent)
+    last = cluster.cores[leader].propose_batch([b"x"])
+    cluster.deliver_all()
+    empty = [m for m in sent_since(cluster, mark, MT.APPEND, sender=leader) if not m.entries]
+    assert sorted(m.recipient for m in empty) == [i for i in cluster.cores if i != leader]
+    assert all(m.commit == last for m in empty)
+    assert all(cluster.cores[i].commit_index == last for i in cluster.cores)
+
+
+def test_without_commit_broadcast_followers_learn_the_commit_from_the_next_message() -> None:
+    cluster, leader = _stable_cluster(broadcast_commit=False)
+    followers = [i for i in cluster.cores if i != leader]
+    mark = len(cluster.sent)
+    first = cluster.cores[leader].propose_batch([b"first"])
+    cluster.deliver_all()
+    assert cluster.cores[leader].commit_index == first
+    # Only the entry's own appends went out: no empty append per commit.
+    appends = sent_since(cluster, mark, MT.APPEND, sender=leader)
+    assert len(appends) == len(followers) and all(m.entries for m in appends)
+    assert all(cluster.cores[i].commit_index < first for i in followers)
+    # The next append carries the commit index...
+    second = cluster.cores[leader].propose_batch([b"second"])
+    cluster.deliver_all()
+    assert all(cluster.cores[i].commit_index >= first for i in followers)
+    assert all(cluster.cores[i].commit_index < second for i in followers)
+    # ... and so does the next heartbeat, at most heartbeat_interval_ticks later.
+    cluster.tick(1)
+    cluster.deliver_all()
+    assert all(cluster.cores[i].commit_index == second for i in cluster.cores)
+    assert applied_normal_data(cluster, followers[0]) == applied_normal_data(cluster, leader)

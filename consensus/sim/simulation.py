@@ -109,6 +109,7 @@ def draw_raft_knobs(rng: random.Random) -> dict[str, int | bool]:
         "uncommitted_entries_max": rng.choice((64, 1_000_000)),
         "pending_reads_max": rng.choice((8, 100_000)),
         "learner_catchup_entries_max": rng.choice((8, 1000)),
+        "broadcast_commit": rng.choice((True, False)),
     }
     variant = rng.choice(("standard", "standard", "lease", "no_pre_vote", "no_check_quorum", "plain"))
     if variant == "lease":

@@ -180,6 +180,7 @@ def options_from(args: argparse.Namespace) -> tuple[ReplicaOptions, str]:
         election_timeout_ticks=settings["election_ticks"],
         snapshot_every_entries=settings["snapshot_entries"],
         fault_injection=_flag(settings, "fault_injection"),
+        broadcast_commit=False,
     )
     return options, str(settings["log_level"])
 

@@ -52,6 +52,10 @@ class ReplicaOptions:
     join: bool = False
     tick_interval_ms: float = 25.0
     election_timeout_ticks: int = 10
+    # See RaftConfig.broadcast_commit. The coordinator turns it off (its followers serve
+    # only serializable reads, so a later apply there costs nothing); store groups keep it,
+    # so that a follower read waits for no heartbeat.
+    broadcast_commit: bool = True
     snapshot_every_entries: int = 10_000
     snapshot_every_bytes: int = 256 * 1024 * 1024
     # The largest log entry (one proposal). The WAL record and the transport message limits
@@ -137,6 +141,7 @@ class Replica:
             node_id=self.options.node_id,
             initial_conf=self.options.initial_conf(),
             election_timeout_ticks=self.options.election_timeout_ticks,
+            broadcast_commit=self.options.broadcast_commit,
         )
         runtime_config = RuntimeConfig(
             tick_interval_ms=self.options.tick_interval_ms,
