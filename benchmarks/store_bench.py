@@ -26,6 +26,9 @@ short options, their output parsed): grpc_bench.py (raw grpcio ceiling), grpc_ps
 (grpcio parameter-server analogue), redis_bench.py (SET / GET / SET + WAIT 16 MiB) and
 ray_ps.py (Ray's parameter-server pattern). ``--skip-peers`` skips them and the ratios use
 the figures of ``/work/shared/peers/RESULTS.md`` instead (marked as such).
+``benchmarks/replication_ceiling.py`` runs in every case: raw grpcio pushing the same
+payload through a leader to two followers with no Raft and no disk, the ceiling of any
+grpcio design that replicates 3 ways on these cores; push is also reported against it.
 
     .venv/bin/python benchmarks/store_bench.py
     .venv/bin/python benchmarks/store_bench.py --reps 3 --duration 3 --skip-peers
@@ -77,6 +80,8 @@ WORKER_SETUP_S = 4.0  # from spawning workers to their common start instant
 PEER_TIMEOUT_S = 120.0
 
 # Figures of /work/shared/peers/RESULTS.md (2026-11-22), used with --skip-peers.
+# Measured in every run (it needs no peer venv): benchmarks/replication_ceiling.py.
+REPLICATED_CEILING = "grpc 3-replica push ceiling"
 RECORDED_PEERS: dict[str, float] = {
     "grpc stream aio": 2096.3,
     "grpc stream sync": 1810.4,
@@ -406,6 +411,31 @@ def parse_peers(args: argparse.Namespace) -> tuple[dict[str, Figure], list[str]]
     return figures, raw
 
 
+def replication_ceiling(args: argparse.Namespace) -> Figure | None:
+    """benchmarks/replication_ceiling.py (raw grpcio through 3 replicas, no Raft, no disk),
+    with the same push size: what any grpcio design that replicates 3 ways could reach here."""
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve().parent / "replication_ceiling.py"),
+        "--reps",
+        str(args.reps),
+        "--duration",
+        str(args.duration),
+        "--push-mb",
+        str(args.model_mb),
+    ]
+    print(f"  ceiling: {' '.join(command)}", flush=True)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=PEER_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        return None
+    match = re.search(r"\): ([\d,.]+) \[([\d,.]+)-([\d,.]+)\] MB/s", done.stdout)
+    if match is None:
+        print(f"  ceiling: no figure (exit {done.returncode}): {done.stdout[-300:]}", file=sys.stderr)
+        return None
+    return Figure([float(match.group(i).replace(",", "")) for i in (1, 2, 3)])
+
+
 # ---- report --------------------------------------------------------------------------------------
 
 
@@ -490,6 +520,15 @@ def report(
         figures = [ps[t][label][unit].median for t in ("default", "tuned") if t in ps and label in ps[t]]
         return max(figures) if figures else 0.0
 
+    replicated = peers.get(REPLICATED_CEILING)
+    if replicated is not None:
+        print(f"| {REPLICATED_CEILING} (benchmarks/replication_ceiling.py) | {replicated.show(0)} MB/s |")
+        for label in (f"push {mb} MiB, 1 client", f"push {mb} MiB, 4 clients"):
+            figure = ps.get("tuned", {}).get(label, {}).get("MB/s") or ps.get("default", {}).get(
+                label, {}
+            ).get("MB/s")
+            if figure is not None:
+                print(f"{label} / 3-replica ceiling: {figure.median / replicated.median:.2f}x")
     print()
     print(f"raw-gRPC streaming ceiling used: {ceiling:.0f} MB/s" if ceiling else "no raw-gRPC ceiling")
     pull = max(best_of(f"pull {mb} MiB, 1 client", "MB/s"), best_of(f"pull {mb} MiB, 4 clients", "MB/s"))
@@ -562,6 +601,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"no peer venv at {PEERS_PYTHON}: run bash {PEERS_DIR / 'setup.sh'}", file=sys.stderr)
         else:
             peers, _ = parse_peers(args)
+    ceiling = replication_ceiling(args)
+    if ceiling is not None:
+        peers[REPLICATED_CEILING] = ceiling
     report(args, ps, peers, live=not args.skip_peers)
     return 0
 
