@@ -210,6 +210,68 @@ def test_compaction_removes_only_segments_covered_by_the_snapshot(tmp_path: Path
         assert [e.index for e in restored.entries] == list(range(121, 201))
 
 
+def _fill_and_compact(storage: NodeStorage, last: int, snapshot_at: int) -> None:
+    from consensus.messages import ConfState, Snapshot, SnapshotMeta
+
+    for first in range(storage.last_index + 1, last + 1, 5):
+        append(storage, make_entries(first, 5), commit=first + 4)
+    storage.save_snapshot(Snapshot(SnapshotMeta(snapshot_at, 1, ConfState((1,))), b"app-state"))
+    storage.compact(snapshot_at)
+
+
+def test_compacted_segments_are_reused_in_place(tmp_path: Path) -> None:
+    with open_storage(tmp_path, segment_bytes_max=1024, recycled_segments_max=2) as storage:
+        _fill_and_compact(storage, 200, 120)
+        wal_dir = storage.segment_paths()[0].parent
+        recycled = sorted(wal_dir.glob("recycled-*.wal"))
+        assert len(recycled) == 2  # the pool's size: the other compacted segments are gone
+        inodes = {path.stat().st_ino for path in recycled}
+        for first in range(201, 261, 5):
+            append(storage, make_entries(first, 5), commit=first + 4)
+        new_segments = [p for p in storage.segment_paths() if p.stat().st_ino in inodes]
+        assert len(new_segments) == 2  # written into the recycled files
+        assert list(wal_dir.glob("recycled-*.wal")) == []
+        # Only the last segment may have anything after its records: the others were cut.
+        assert all(p.stat().st_size <= 1024 for p in storage.segment_paths()[:-1])
+    with open_storage(tmp_path, segment_bytes_max=1024) as storage:
+        assert [e.index for e in storage.restored_state().entries] == list(range(121, 261))
+        assert storage.recovery_notes == ()  # a clean close leaves no zero tail to repair
+
+
+def test_a_reused_segment_never_yields_records_of_its_previous_life(tmp_path: Path) -> None:
+    data = tmp_path / "node"
+    with open_storage(data, segment_bytes_max=4096) as storage:
+        _fill_and_compact(storage, 400, 300)
+        wal_dir = storage.segment_paths()[0].parent
+        (reused,) = sorted(wal_dir.glob("recycled-*.wal"))[-1:]
+        stale = reused.stat().st_size
+        # Roll into the recycled file and write far less than its old content into it.
+        while not any(p.stat().st_size == stale for p in storage.segment_paths()):
+            append(storage, make_entries(storage.last_index + 1, 5), commit=storage.last_index)
+        active = storage.segment_paths()[-1]
+        assert active.stat().st_size == stale  # the old length: zeros after the new records
+        written = storage.last_index
+        # A crash now: copy the files as they are, with the active segment's zero tail.
+        crashed = tmp_path / "crashed"
+        shutil.copytree(data, crashed)
+    with open_storage(crashed, segment_bytes_max=4096) as storage:
+        assert [e.index for e in storage.restored_state().entries] == list(range(301, written + 1))
+        assert storage.last_index == written
+        assert any("torn" in note or "zero" in note for note in storage.recovery_notes)
+
+
+def test_recycling_can_be_turned_off_and_the_pool_is_trimmed_at_open(tmp_path: Path) -> None:
+    with open_storage(tmp_path, segment_bytes_max=1024, recycled_segments_max=2) as storage:
+        _fill_and_compact(storage, 200, 120)
+        wal_dir = storage.segment_paths()[0].parent
+    assert len(list(wal_dir.glob("recycled-*.wal"))) == 2
+    with open_storage(tmp_path, segment_bytes_max=1024, recycled_segments_max=0) as storage:
+        assert list(wal_dir.glob("recycled-*.wal")) == []
+        assert [e.index for e in storage.restored_state().entries] == list(range(121, 201))
+    with pytest.raises(ValueError, match="recycled_segments_max must be >= 0"):
+        StorageConfig(recycled_segments_max=-1)
+
+
 # ---- refusing bad appends -------------------------------------------------------------------
 
 

@@ -49,6 +49,10 @@ class StorageConfig:
     record_bytes_max: int = 16 * 1024 * 1024
     snapshot_bytes_max: int = 16 * 1024 * 1024 * 1024
     snapshots_kept_max: int = 2
+    # Compacted segments kept to be reused in place (``recycling.py``); 0 deletes them all.
+    # Four cover a store's compaction (a snapshot per 256 MiB of 64 MiB segments); the disk
+    # they hold is bounded by recycled_segments_max x segment_bytes_max.
+    recycled_segments_max: int = 4
 
     def __post_init__(self) -> None:
         try:
@@ -68,6 +72,8 @@ class StorageConfig:
             )
         if self.snapshot_bytes_max < 1:
             raise ValueError(f"snapshot_bytes_max must be >= 1, got {self.snapshot_bytes_max}")
+        if self.recycled_segments_max < 0:
+            raise ValueError(f"recycled_segments_max must be >= 0, got {self.recycled_segments_max}")
         if self.snapshots_kept_max < 1:
             raise ValueError(f"snapshots_kept_max must be >= 1, got {self.snapshots_kept_max}")
 

@@ -35,8 +35,9 @@ from consensus.storage import failpoints, sync_journal
 from consensus.storage.config import FsyncPolicy, StorageConfig
 from consensus.storage.entry_batch import encode_entry_batches
 from consensus.storage.errors import StorageSyncError
-from consensus.storage.files import remove_files, sync_directory, sync_file, write_all, write_all_parts
+from consensus.storage.files import remove_files, sync_directory, sync_file, write_all_parts
 from consensus.storage.records import RECORD_HEADER_BYTES, RecordType, encode_record, encode_record_parts
+from consensus.storage.recycling import recycled_name, recycled_paths, zero_range
 from consensus.storage.segments import (
     SEGMENT_HEADER_PAYLOAD_BYTES,
     SegmentHeader,
@@ -87,7 +88,12 @@ class WriteAheadLog:
         self._last_index = recovered.base_index + len(recovered.entries)
         self._hard_state = recovered.hard_state
         self._unsynced_since: float | None = None
-        self._fd = os.open(self._segments[-1].path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        self._recycled = recycled_paths(directory)
+        surplus = len(self._recycled) - config.recycled_segments_max
+        if surplus > 0:
+            remove_files(self._recycled[:surplus], directory, sync=config.syncs)
+            del self._recycled[:surplus]
+        self._fd = _open_at(self._segments[-1].path, self._segments[-1].size_bytes)
 
     @classmethod
     def open(
@@ -97,8 +103,7 @@ class WriteAheadLog:
         recovered = recover_wal(directory, snapshot, sync=config.syncs)
         if recovered is None:
             header = SegmentHeader(seq=1, first_index=1)
-            path = _create_segment(directory, header, HardState(), sync=config.syncs)
-            size = path.stat().st_size
+            path, size = _create_segment(directory, header, HardState(), sync=config.syncs)
             recovered = RecoveredWal([SegmentInfo(path, header, size, 0)], 0, [], HardState())
             return cls(directory, config, clock, recovered), recovered
         wal = cls(directory, config, clock, recovered)
@@ -232,13 +237,24 @@ class WriteAheadLog:
         self._new_segment(SegmentHeader(self._segments[-1].header.seq + 1, self._last_index + 1))
 
     def _new_segment(self, header: SegmentHeader) -> None:
+        # Only the last segment may have anything after its last record (see recovery).
+        self._cut_recycled_tail()
         if self._config.syncs:
             self._sync_active()
-        path = _create_segment(self.directory, header, self._hard_state, sync=self._config.syncs)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        recycled = self._recycled.pop() if self._recycled else None
+        path, size = _create_segment(
+            self.directory, header, self._hard_state, sync=self._config.syncs, recycled=recycled
+        )
+        fd = _open_at(path, size)
         os.close(self._fd)
         self._fd = fd
-        self._segments.append(SegmentInfo(path, header, path.stat().st_size, 0))
+        self._segments.append(SegmentInfo(path, header, size, 0))
+
+    def _cut_recycled_tail(self) -> None:
+        """A reused file is longer than what was written into it: cut the zeros off."""
+        size = self._segments[-1].size_bytes
+        if os.fstat(self._fd).st_size > size:
+            os.ftruncate(self._fd, size)
 
     # ---- snapshots and compaction -------------------------------------------------------
 
@@ -291,8 +307,21 @@ class WriteAheadLog:
         return self._drop_prefix(count)
 
     def _drop_prefix(self, count: int) -> list[Path]:
+        """Drop the oldest ``count`` segments, in order (a power failure part-way leaves a
+        suffix of the log, never a gap). The newest of them are kept for reuse, up to the
+        pool's size: renamed, they are no longer segments."""
         doomed = self._segments[:count]
-        removed = remove_files([s.path for s in doomed], self.directory, sync=self._config.syncs)
+        keep = min(count, max(0, self._config.recycled_segments_max - len(self._recycled)))
+        removed = remove_files(
+            [s.path for s in doomed[: count - keep]], self.directory, sync=self._config.syncs
+        )
+        for segment in doomed[count - keep :]:
+            target = self.directory / recycled_name(segment.header.seq)
+            os.rename(segment.path, target)
+            if self._config.syncs:
+                sync_directory(self.directory)
+            self._recycled.append(target)
+            removed.append(segment.path)
         del self._segments[:count]
         return removed
 
@@ -324,6 +353,7 @@ class WriteAheadLog:
     def close(self) -> None:
         if self._config.fsync is FsyncPolicy.BATCH:
             self.sync()
+        self._cut_recycled_tail()  # a clean stop leaves no tail for recovery to repair
         os.close(self._fd)
         self._fd = -1
 
@@ -337,27 +367,45 @@ def _check_hard_state(previous: HardState, new: HardState, last_index: int) -> N
         raise InvalidRequestError(f"hard state commit {new.commit} is beyond the last index {last_index}")
 
 
-def _create_segment(directory: Path, header: SegmentHeader, hard_state: HardState, *, sync: bool) -> Path:
-    """Create a complete segment (header + hard state) atomically: temp file, sync, rename."""
+def _create_segment(
+    directory: Path, header: SegmentHeader, hard_state: HardState, *, sync: bool, recycled: Path | None = None
+) -> tuple[Path, int]:
+    """Create a complete segment (header + hard state) atomically; its path and size.
+
+    A new file is written under a temporary name, synced and renamed. A ``recycled`` file is
+    written in place: the preamble, then zeros to its end, synced before the rename, so that
+    nothing of its previous life is left to be read as records of this segment.
+    """
     path = directory / segment_name(header.seq, header.first_index)
     data = encode_record(RecordType.SEGMENT_HEADER, encode_segment_header(header)) + encode_record(
         RecordType.HARD_STATE, codec.encode_hard_state(hard_state)
     )
     if len(data) > _PREAMBLE_BYTES_MAX:
         raise AssertionError(f"segment preamble of {len(data)} bytes exceeds {_PREAMBLE_BYTES_MAX}")
-    temp = path.with_name(path.name + ".tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    source = recycled if recycled is not None else path.with_name(path.name + ".tmp")
+    flags = os.O_WRONLY | os.O_CLOEXEC | (0 if recycled is not None else os.O_CREAT | os.O_EXCL)
+    fd = os.open(source, flags, 0o644)
     try:
-        write_all(fd, data)
+        zero_range(fd, len(data), os.fstat(fd).st_size)
+        written = os.pwrite(fd, data, 0)
+        if written != len(data):
+            raise OSError(f"segment preamble: pwrite wrote {written} of {len(data)} bytes")
         if sync:
             # Journaled under the final name: once the file has that name, this much is durable.
             _sync_segment(fd, path, len(data))
     finally:
         os.close(fd)
-    os.rename(temp, path)
+    os.rename(source, path)
     if sync:
         sync_directory(directory)
-    return path
+    return path, len(data)
+
+
+def _open_at(path: Path, offset: int) -> int:
+    """``path`` for writing at ``offset`` (not O_APPEND: a reused file goes on past it)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    os.lseek(fd, offset, os.SEEK_SET)
+    return fd
 
 
 def _sync_segment(fd: int, path: Path, size: int) -> None:
