@@ -65,6 +65,15 @@ def _free_ports(count: int) -> list[int]:
             s.close()
 
 
+async def _serve(port: int, service: str, method: str, handler: grpc.RpcMethodHandler) -> None:
+    """Serve one raw-bytes method on 127.0.0.1:``port`` until the process is stopped."""
+    server = grpc.aio.server(options=_OPTIONS)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {method: handler}),))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    await server.wait_for_termination()
+
+
 # ---- follower ---------------------------------------------------------------------------
 
 
@@ -76,15 +85,9 @@ async def _follower(port: int) -> None:
                 return
             await context.write(b"ack-0000")
 
-    handler = grpc.method_handlers_generic_handler(
-        "ceiling.Follower",
-        {"Take": grpc.stream_stream_rpc_method_handler(take, _identity, _identity)},
+    await _serve(
+        port, "ceiling.Follower", "Take", grpc.stream_stream_rpc_method_handler(take, _identity, _identity)
     )
-    server = grpc.aio.server(options=_OPTIONS)
-    server.add_generic_rpc_handlers((handler,))
-    server.add_insecure_port(f"127.0.0.1:{port}")
-    await server.start()
-    await server.wait_for_termination()
 
 
 # ---- leader -----------------------------------------------------------------------------
@@ -141,15 +144,9 @@ async def _leader(port: int, followers: list[str], acks: int) -> None:
                     wait.cancel()
         return b"ok"
 
-    handler = grpc.method_handlers_generic_handler(
-        "ceiling.Leader",
-        {"Push": grpc.stream_unary_rpc_method_handler(push, _identity, _identity)},
+    await _serve(
+        port, "ceiling.Leader", "Push", grpc.stream_unary_rpc_method_handler(push, _identity, _identity)
     )
-    server = grpc.aio.server(options=_OPTIONS)
-    server.add_generic_rpc_handlers((handler,))
-    server.add_insecure_port(f"127.0.0.1:{port}")
-    await server.start()
-    await server.wait_for_termination()
 
 
 # ---- client -----------------------------------------------------------------------------

@@ -107,20 +107,21 @@ def _run_with_bug(tmp_path: Path, bug: str, nemeses: tuple[str, ...], duration_s
 @pytest.mark.parametrize(
     ("bug", "nemeses", "expected"),
     [
-        # Acknowledged before committed: pulls right after the ack miss it, a leader kill loses it.
-        ("ack-before-commit", ("leader",), "acked before it began"),
+        # Acknowledged before committed: pulls right after the ack miss it, a leader kill loses
+        # it. Which of the two a run shows first depends on timing; either convicts the bug.
+        ("ack-before-commit", ("leader",), ("acked before it began", "is lost")),
         # Retries after a paused or killed leader are applied again.
-        ("skip-dedup", ("leader", "pause"), "applied twice"),
+        ("skip-dedup", ("leader", "pause"), ("applied twice",)),
     ],
 )
 def test_the_checkers_catch_a_planted_bug(
-    tmp_path: Path, bug: str, nemeses: tuple[str, ...], expected: str
+    tmp_path: Path, bug: str, nemeses: tuple[str, ...], expected: tuple[str, ...]
 ) -> None:
     outcome = _run_with_bug(tmp_path, bug, nemeses, 16.0)
     assert not outcome.ok
     params = outcome.verdicts[0]
     assert params.ok is False and params.violations
-    assert any(expected in v.description for v in params.violations), [
+    assert any(e in v.description for v in params.violations for e in expected), [
         v.description for v in params.violations[:5]
     ]
     assert all(v.op_indexes for v in params.violations if "final" not in v.description)
