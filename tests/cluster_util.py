@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from consensus.storage.records import RecordType, scan_records
-from consensus.storage.segments import decode_segment_header
+from consensus.storage.segments import decode_segment_header, parse_segment_name
 from paramstore.client import ClientError, CoordinatorClient
 from paramstore.commands._up import LocalCluster
 from proto import coordinator_service_pb2 as api
@@ -228,6 +228,8 @@ def reset_segments(data_dir: Path) -> list[Path]:
     """The WAL segments of a data dir that were opened to install a leader's snapshot."""
     found = []
     for path in sorted((data_dir / "wal").glob("*.wal")):
+        if parse_segment_name(path.name) is None:
+            continue  # a recycled segment file (recycled-*.wal) is not a segment
         data = path.read_bytes()
         scan = scan_records(data, path, tail_may_be_torn=True, records_max=1)
         if scan.records and scan.records[0].type == RecordType.SEGMENT_HEADER:
