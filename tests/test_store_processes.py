@@ -60,6 +60,24 @@ async def leader_address(addresses: list[str], processes: list[subprocess.Popen[
     raise AssertionError("no store leader elected in time")
 
 
+async def wait_all_serving(addresses: list[str], processes: list[subprocess.Popen[bytes]]) -> None:
+    """Until every node answers Status: a leader needs only two, and a SIGTERM that reaches a
+    process still starting up (no handler yet) kills it instead of stopping it."""
+    deadline = time.monotonic() + DEADLINE_S
+    waiting = list(addresses)
+    while waiting:
+        assert time.monotonic() < deadline, f"{waiting} never answered Status"
+        assert all(p.poll() is None for p in processes), "a store process exited"
+        address = waiting[0]
+        try:
+            async with grpc.aio.insecure_channel(address) as channel:
+                await api_grpc.StoreStub(channel).Status(api.StatusRequest(), timeout=1.0)
+        except grpc.aio.AioRpcError:
+            await asyncio.sleep(0.05)
+            continue
+        waiting.pop(0)
+
+
 async def test_three_store_processes_serve_push_and_pull(tmp_path: Path) -> None:
     ports = free_ports(3)
     peers = {i: f"127.0.0.1:{ports[i - 1]}" for i in (1, 2, 3)}
@@ -96,6 +114,7 @@ async def test_three_store_processes_serve_push_and_pull(tmp_path: Path) -> None
             pulled = [m async for m in stub.Pull(api.PullRequest(model="m"), timeout=10)]
         weights = np.frombuffer(b"".join(p.data for m in pulled for p in m.weights), "<f4")
         assert weights.tolist() == [-1.0, -2.0, -3.0, -4.0]
+        await wait_all_serving(list(peers.values()), processes)
         for process in processes:
             process.send_signal(signal.SIGTERM)
         assert [p.wait(timeout=DEADLINE_S) for p in processes] == [0, 0, 0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,10 @@ async def _serve(options: ReplicaOptions, group_id: int, coordinators: list[str]
         print(f"paramstore store: {exc}", file=sys.stderr)
         return 1
     daemon = StoreDaemon(options, group_id=group_id, coordinators=coordinators)
+    # From here on a SIGTERM stops the node gracefully, even one that arrives while it starts.
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, daemon.request_stop)
     try:
         await daemon.start()
     except (TransportError, StorageError) as exc:
