@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import socket
 import sys
 import tomllib
@@ -228,6 +229,11 @@ async def _serve(options: ReplicaOptions) -> int:
         print(f"paramstore coordinator: {exc}", file=sys.stderr)
         return 1
     daemon = CoordinatorDaemon(options)
+    # From here on a SIGTERM stops the node gracefully, even one that arrives while it starts
+    # (``run_until_stopped`` installs the same handlers again; that is harmless).
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, daemon.request_stop)
     try:
         await daemon.start()
     except (TransportError, StorageError) as exc:
