@@ -4,6 +4,7 @@ install / push / pull through it, and stop cleanly on SIGTERM; bad flags exit 2.
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from paramstore.shard import encode_tensor
 from proto import shard_pb2 as shard_pb
 from proto import store_service_pb2 as api
 from proto import store_service_pb2_grpc as api_grpc
+from tests.cluster_util import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEADLINE_S = 60.0
@@ -63,19 +65,18 @@ async def leader_address(addresses: list[str], processes: list[subprocess.Popen[
 async def wait_all_serving(addresses: list[str], processes: list[subprocess.Popen[bytes]]) -> None:
     """Until every node answers Status: a leader needs only two, and a SIGTERM that reaches a
     process still starting up (no handler yet) kills it instead of stopping it."""
-    deadline = time.monotonic() + DEADLINE_S
-    waiting = list(addresses)
-    while waiting:
-        assert time.monotonic() < deadline, f"{waiting} never answered Status"
+
+    async def serving(address: str) -> bool:
         assert all(p.poll() is None for p in processes), "a store process exited"
-        address = waiting[0]
         try:
             async with grpc.aio.insecure_channel(address) as channel:
                 await api_grpc.StoreStub(channel).Status(api.StatusRequest(), timeout=1.0)
         except grpc.aio.AioRpcError:
-            await asyncio.sleep(0.05)
-            continue
-        waiting.pop(0)
+            return False
+        return True
+
+    for address in addresses:
+        await wait_for(functools.partial(serving, address), f"{address} serving", timeout_s=DEADLINE_S)
 
 
 async def test_three_store_processes_serve_push_and_pull(tmp_path: Path) -> None:
