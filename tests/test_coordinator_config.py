@@ -28,6 +28,8 @@ def test_flags_make_the_options() -> None:
     assert level == "info" and options.cluster_id == "paramstore"
     # The RaftAdmin fault service is off unless asked for.
     assert not options.fault_injection and not options.transport_config().admin_service
+    # Many small writes: one proposal batch in flight, the next one gathers behind it.
+    assert options.proposal_batches_in_flight_max == 1
 
 
 def test_fault_injection_is_opt_in_by_flag_or_file(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import pytest
 
-from consensus import ConfState, Entry, Message, NotLeaderError, RaftConfig, Role
+from consensus import ConfState, Entry, Message, MessageType, NotLeaderError, RaftConfig, Role
 from consensus.runtime import NodeStoppedError, RaftNode, RuntimeConfig
 from consensus.storage import FsyncPolicy, NodeStorage, StorageConfig
 
@@ -52,6 +52,7 @@ class LoopCluster:
         n: int = 3,
         snapshot_every_entries: int = 10_000,
         snapshot_every_bytes: int = 256 << 20,
+        proposal_batches_in_flight_max: int = 0,
     ) -> None:
         self.tmp_path = tmp_path
         self.conf = ConfState(tuple(range(1, n + 1)))
@@ -60,9 +61,24 @@ class LoopCluster:
             tick_interval_ms=5,
             snapshot_every_entries=snapshot_every_entries,
             snapshot_every_bytes=snapshot_every_bytes,
+            proposal_batches_in_flight_max=proposal_batches_in_flight_max,
         )
+        # While set, appends that carry entries are kept here instead of delivered
+        # (heartbeats still pass, so nobody's election timer runs out).
+        self.held_appends: list[Message] | None = None
+
+    def hold_appends(self) -> None:
+        self.held_appends = []
+
+    def release_appends(self) -> None:
+        held, self.held_appends = self.held_appends or [], None
+        for msg in held:
+            self.send(msg)
 
     def send(self, msg: Message) -> None:
+        if self.held_appends is not None and msg.type == MessageType.APPEND and msg.entries:
+            self.held_appends.append(msg)
+            return
         target = self.nodes.get(msg.recipient)
         if target is not None:
             asyncio.get_running_loop().call_soon(target.deliver, msg)
@@ -144,6 +160,55 @@ def test_proposals_from_many_clients_are_applied_once_everywhere(tmp_path: Path)
             await cluster.stop_all()
 
     run(scenario())
+
+
+@pytest.mark.parametrize("batches_in_flight_max", [0, 1])
+def test_proposals_wait_for_the_batch_in_flight_only_when_the_limit_says_so(
+    tmp_path: Path, batches_in_flight_max: int
+) -> None:
+    async def scenario() -> None:
+        cluster = LoopCluster(tmp_path, proposal_batches_in_flight_max=batches_in_flight_max)
+        for node_id in (1, 2, 3):
+            cluster.start(node_id)
+        try:
+            leader = await cluster.leader()
+            await leader.propose(b"warm-up", timeout_s=10)  # the term's first entry is committed
+            batches_before = leader.counters["proposal_batches"]
+            proposals_before = leader.counters["proposals"]
+            cluster.hold_appends()  # the next batch cannot commit until released
+            first = asyncio.ensure_future(leader.propose(b"first", timeout_s=10))
+            await wait_until(lambda: leader.counters["proposal_batches"] == batches_before + 1)
+            rest = [asyncio.ensure_future(leader.propose(b"rest-%d" % k, timeout_s=10)) for k in range(20)]
+            if batches_in_flight_max == 1:
+                # The driver takes several turns (ticks) with the 20 proposals queued...
+                await wait_until(lambda: leader.status()["proposals_queued"] == 20)
+                ticks = leader.counters["ticks"]
+                await wait_until(lambda: leader.counters["ticks"] >= ticks + 3)
+                # ...and proposes none of them while "first" is not committed.
+                assert leader.counters["proposal_batches"] == batches_before + 1
+                assert leader.status()["proposals_queued"] == 20
+            else:  # without a limit they go at once, behind the uncommitted batch
+                await wait_until(lambda: leader.counters["proposals"] == proposals_before + 21)
+                assert not first.done()
+            cluster.release_appends()
+            results = await asyncio.gather(first, *rest)
+            assert sorted(results) == list(range(2, 23))  # type: ignore[type-var]
+            if batches_in_flight_max == 1:
+                # Everything that waited left as one batch once "first" committed.
+                assert leader.counters["proposal_batches"] == batches_before + 2
+            expected = [b"warm-up", b"first", *(b"rest-%d" % k for k in range(20))]
+            await wait_until(lambda: all(len(items(n)) == 22 for n in cluster.nodes.values()))
+            for node in cluster.nodes.values():
+                assert items(node) == expected
+        finally:
+            await cluster.stop_all()
+
+    run(scenario())
+
+
+def test_a_negative_batches_in_flight_limit_is_refused() -> None:
+    with pytest.raises(ValueError, match="proposal_batches_in_flight_max must be >= 0, got -1"):
+        RuntimeConfig(proposal_batches_in_flight_max=-1)
 
 
 def test_a_log_of_big_entries_is_snapshotted_by_bytes_but_never_more_than_the_state_is_worth(

@@ -182,6 +182,7 @@ def options_from(args: argparse.Namespace) -> tuple[ReplicaOptions, str]:
         snapshot_every_entries=settings["snapshot_entries"],
         fault_injection=_flag(settings, "fault_injection"),
         broadcast_commit=False,
+        proposal_batches_in_flight_max=1,
     )
     return options, str(settings["log_level"])
 

@@ -58,6 +58,9 @@ class ReplicaOptions:
     broadcast_commit: bool = True
     snapshot_every_entries: int = 10_000
     snapshot_every_bytes: int = 256 * 1024 * 1024
+    # See RuntimeConfig.proposal_batches_in_flight_max: the coordinator sets 1 (many small
+    # writes), store groups keep 0 (few big ones, pipelined).
+    proposal_batches_in_flight_max: int = 0
     # The largest log entry (one proposal). The WAL record and the transport message limits
     # are derived from it, so that every entry the leader accepts can be stored and sent.
     # Bigger is not better: handling one entry blocks a node's loop, heartbeats included;
@@ -148,6 +151,7 @@ class Replica:
             snapshot_every_entries=self.options.snapshot_every_entries,
             snapshot_every_bytes=self.options.snapshot_every_bytes,
             entry_bytes_max=self.options.entry_bytes_max,
+            proposal_batches_in_flight_max=self.options.proposal_batches_in_flight_max,
         )
         self._node = RaftNode(
             raft_config,
