@@ -14,9 +14,15 @@ default Raft timing: tick 25 ms, election timeout 10 ticks):
   resolution is about 10 ms). The killed node is restarted and the cluster is healthy again
   (all 3 answer, one leader, the restarted node caught up) before the next repetition.
 
-Each throughput repetition is bounded by ``--duration`` seconds and ``MAX_OPS`` puts, after
-20 unreported warm-up puts per client; a figure is the median [min-max] of ``--reps``
-repetitions (``--failover-reps`` for failover). While the clients run, the CPU time of
+The run is ``--reps`` rounds. Each round runs one repetition of every put case of every
+system, one system after the other (paramstore on a fresh cluster per fsync policy, then
+etcd, then PySyncObj, each on fresh servers): this host's speed drifts by up to 2x over
+minutes, so a system measured in one block and its peer in the next would be compared
+across different hosts. A ratio to a peer is taken within each round and reported as the
+median [min-max] over the rounds; the targets are judged on those. Each throughput
+repetition is bounded by ``--duration`` seconds and ``MAX_OPS`` puts, after 20 unreported
+warm-up puts per client; a figure is the median [min-max] of the rounds (of
+``--failover-reps`` for failover, which runs after the rounds). While the clients run, the CPU time of
 every coordinator process and of this process (the clients) is read from /proc, to show
 where the 2 cores go.
 
@@ -25,8 +31,8 @@ interpreter of ``$PEERS_VENV`` (``bash ../shared/peers/setup.sh`` installs them)
 output is parsed: ``etcd_bench.py`` (3 etcd members, grpcio clients; it also measures a
 follower and 64 clients, shown but not compared) and ``pysyncobj_bench.py`` (3 processes,
 configs ``default`` and ``nobatch``; values are 64 B and the caller lives inside a node
-process, since PySyncObj has no client protocol). Their failover figures come from a second,
-short run of each script with ``--reps FAILOVER_REPS``.
+process, since PySyncObj has no client protocol). Each round runs each script with ``--reps 1``; their failover
+figures come from one more run of each script with ``--reps FAILOVER_REPS``.
 
 At the end it prints a Markdown table with the ratios to etcd and PySyncObj and the
 targets of the issue. Every process it starts is stopped by PID when it finishes, also on
@@ -77,10 +83,10 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Set by the first SIGINT/SIGTERM: every loop checks it, so that an interrupt that the gRPC
 # client turns into an error (a cancelled call) still ends the run.
 STOP = threading.Event()
-# Per part of the run: (cores used by this run, cores used by every other process), from
-# /proc/stat and os.times() (each part reaps every process it started before it ends, so
-# their CPU time is in our children's times by then).
-PART_CPU: dict[str, tuple[float, float]] = {}
+# Per part of the run, summed over its rounds: (wall seconds, CPU seconds of this run, CPU
+# seconds of every other process), from /proc/stat and os.times() (each part reaps every
+# process it started before it ends, so their CPU time is in our children's times by then).
+PART_CPU: dict[str, tuple[float, float, float]] = {}
 
 
 def cpu_snapshot() -> tuple[float, float, float]:
@@ -100,8 +106,12 @@ def part(name: str) -> Iterator[None]:
         yield
     finally:
         t1, busy1, ours1 = cpu_snapshot()
-        wall = max(t1 - t0, 1e-9)
-        PART_CPU[name] = ((ours1 - ours0) / wall, max(0.0, (busy1 - busy0) - (ours1 - ours0)) / wall)
+        wall, mine, others = PART_CPU.get(name, (0.0, 0.0, 0.0))
+        PART_CPU[name] = (
+            wall + (t1 - t0),
+            mine + (ours1 - ours0),
+            others + max(0.0, (busy1 - busy0) - (ours1 - ours0)),
+        )
 
 
 # ---- figures ---------------------------------------------------------------------------------
@@ -132,7 +142,8 @@ def fig_text(value: Figure | None, digits: int = 0) -> str:
 
 @dataclass
 class System:
-    """What one system got: put cases by name, and failover."""
+    """What one system got: put cases by name (one value per round, in round order, and
+    their figure), and failover."""
 
     name: str
     note: str = ""
@@ -141,6 +152,28 @@ class System:
     p99_ms: dict[str, Figure] = field(default_factory=dict)
     failover_s: Figure | None = None
     failover_reps: list[float] = field(default_factory=list)
+    rounds: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+
+    def record(self, metric: str, case: str, value: float) -> None:
+        """One round's ``metric`` ("puts_s", "p50_ms" or "p99_ms") for ``case``."""
+        values = self.rounds.setdefault((metric, case), [])
+        values.append(value)
+        figure = Figure.of(values)
+        assert figure is not None
+        getattr(self, metric)[case] = figure
+
+
+def paired(ours: System, theirs: System | None, metric: str, case: str) -> Figure | None:
+    """Ours divided by theirs round by round (both ran in the same round, minutes apart at
+    most, so a host that speeds up or slows down between rounds moves both alike): the
+    median [min-max] of those ratios. None unless both have a value in every round."""
+    if theirs is None:
+        return None
+    a = ours.rounds.get((metric, case), [])
+    b = theirs.rounds.get((metric, case), [])
+    if not a or len(a) != len(b) or not all(b):
+        return None
+    return Figure.of([x / y for x, y in zip(a, b, strict=True)])
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -404,7 +437,11 @@ def cpu_line(runs: list[LoadResult]) -> str:
     return "    CPU: " + ", ".join(parts)
 
 
-async def bench_paramstore(system: System, fsync: str, args: argparse.Namespace, value: bytes) -> None:
+async def bench_paramstore(
+    system: System, fsync: str, args: argparse.Namespace, value: bytes, *, puts: bool, failover_reps: int
+) -> None:
+    """One fresh cluster: one repetition of every put case (``puts``), then ``failover_reps``
+    failovers."""
     directory = Path(tempfile.mkdtemp(prefix=f"paramstore-bench-{fsync}-", dir="/tmp"))
     cluster = LocalCluster(directory, coordinators=3, fsync=fsync, cluster_id="bench")
     try:
@@ -413,21 +450,18 @@ async def bench_paramstore(system: System, fsync: str, args: argparse.Namespace,
         leader = await wait_healthy(cluster)
         pids = ", ".join(f"{i}:{p.pid}" for i, p in cluster.processes.items())
         print(f"[paramstore fsync={fsync}] 3 coordinators up (pids {pids}), leader {leader}", flush=True)
-        for clients in (1, args.clients):
+        for clients in (1, args.clients) if puts else ():
             case = "1 client" if clients == 1 else f"{clients} clients"
-            runs = []
-            for rep in range(args.reps):
-                leader = await wait_healthy(cluster)
-                runs.append(
-                    await put_load(cluster, leader, clients, args.duration, value, f"{fsync}-{clients}-{rep}")
-                )
-            print(f"[paramstore fsync={fsync}] " + case_line(case, runs), flush=True)
-            print(cpu_line(runs), flush=True)
-            system.puts_s[case] = Figure.of([r.puts_s for r in runs])  # type: ignore[assignment]
-            system.p50_ms[case] = Figure.of([percentile(r.latencies, 0.5) * 1e3 for r in runs])  # type: ignore[assignment]
-            system.p99_ms[case] = Figure.of([percentile(r.latencies, 0.99) * 1e3 for r in runs])  # type: ignore[assignment]
-        if args.failover_reps > 0:
-            for rep in range(args.failover_reps):
+            leader = await wait_healthy(cluster)
+            rnd = len(system.rounds.get(("puts_s", case), []))
+            run = await put_load(cluster, leader, clients, args.duration, value, f"{fsync}-{clients}-{rnd}")
+            print(f"[paramstore fsync={fsync}] round {rnd + 1}: " + case_line(case, [run]), flush=True)
+            print(cpu_line([run]), flush=True)
+            system.record("puts_s", case, run.puts_s)
+            system.record("p50_ms", case, percentile(run.latencies, 0.5) * 1e3)
+            system.record("p99_ms", case, percentile(run.latencies, 0.99) * 1e3)
+        if failover_reps > 0:
+            for rep in range(failover_reps):
                 dt, old, new = await failover_once(cluster, rep)
                 shown = "timeout" if dt is None else f"{dt:.3f} s"
                 print(
@@ -504,98 +538,81 @@ def run_peer(label: str, argv: list[str], cwd: Path) -> list[str]:
     return lines
 
 
-def bench_etcd(args: argparse.Namespace, python: str) -> System:
-    system = System("etcd", "3 members, grpcio client")
-    script = str(args.peers_dir / "etcd_bench.py")
-    common = [python, script, "--value-size", str(args.value_size), "--clients", str(args.clients)]
-    same_reps = args.failover_reps == args.reps
-    runs = [[*common, "--reps", str(args.reps), "--duration", str(args.duration)]]
-    if not same_reps:
-        runs[0].append("--skip-failover")
-        if args.failover_reps > 0:
-            runs.append([*common, "--reps", str(args.failover_reps), "--duration", "0.1"])
-    for i, argv in enumerate(runs):
-        for line in run_peer("etcd", argv, args.peers_dir):
-            if line.startswith("etcd Version"):
-                system.note = (
-                    line.split(";")[0].replace("etcd Version: ", "etcd ") + ", 3 members, grpcio client"
-                )
-            m = _ETCD_CASE.match(line)
-            if m and i == 0:
-                label = m.group("label").strip()
-                case = {
-                    "1 client -> leader": "1 client",
-                    f"{args.clients} clients -> leader": f"{args.clients} clients",
-                }
-                name = case.get(label, label)
-                system.puts_s[name] = _figure(m.groups()[1:4], args.reps)
-                system.p50_ms[name] = _figure(m.groups()[4:7], args.reps)
-                system.p99_ms[name] = _figure(m.groups()[7:10], args.reps)
-            r = _REP_SECONDS.search(line)
-            if r and line.startswith("failover rep"):
-                system.failover_reps.append(float(r.group(1)))
-            m = _ETCD_FAILOVER.match(line)
-            if m:
-                system.failover_s = _figure(m.groups(), len(system.failover_reps))
-    return system
+def etcd_round(system: System, args: argparse.Namespace, python: str) -> None:
+    """One repetition of etcd's put cases on a fresh 3-member cluster: one value per case."""
+    argv = [
+        python, str(args.peers_dir / "etcd_bench.py"), "--value-size", str(args.value_size),
+        "--clients", str(args.clients), "--reps", "1", "--duration", str(args.duration), "--skip-failover",
+    ]  # fmt: skip
+    cases = {"1 client -> leader": "1 client", f"{args.clients} clients -> leader": f"{args.clients} clients"}
+    for line in run_peer("etcd", argv, args.peers_dir):
+        if line.startswith("etcd Version"):
+            system.note = line.split(";")[0].replace("etcd Version: ", "etcd ") + ", 3 members, grpcio client"
+        m = _ETCD_CASE.match(line)
+        if m:
+            label = m.group("label").strip()
+            name = cases.get(label, label)
+            system.record("puts_s", name, float(m.group(2)))
+            system.record("p50_ms", name, float(m.group(5)))
+            system.record("p99_ms", name, float(m.group(8)))
 
 
-def bench_pysyncobj(args: argparse.Namespace, python: str) -> dict[str, System]:
-    systems = {
+def etcd_failover(system: System, args: argparse.Namespace, python: str) -> None:
+    argv = [
+        python, str(args.peers_dir / "etcd_bench.py"), "--value-size", str(args.value_size),
+        "--clients", str(args.clients), "--reps", str(args.failover_reps), "--duration", "0.1",
+    ]  # fmt: skip
+    for line in run_peer("etcd", argv, args.peers_dir):
+        r = _REP_SECONDS.search(line)
+        if r and line.startswith("failover rep"):
+            system.failover_reps.append(float(r.group(1)))
+        m = _ETCD_FAILOVER.match(line)
+        if m:
+            system.failover_s = _figure(m.groups(), len(system.failover_reps))
+
+
+def pysyncobj_systems() -> dict[str, System]:
+    return {
         "default": System("PySyncObj default", "3 processes, SyncObjConf(), in-memory journal, 64 B values"),
         "nobatch": System(
             "PySyncObj nobatch", "3 processes, appendEntriesUseBatch=False, in-memory journal, 64 B values"
         ),
     }
-    script = str(args.peers_dir / "pysyncobj_bench.py")
-    runs = [
-        [
-            python,
-            script,
-            "--reps",
-            str(args.reps),
-            "--duration",
-            str(args.duration),
-            "--configs",
-            "default,nobatch",
-        ]
-    ]
-    if args.failover_reps != args.reps:
-        runs[0].append("--skip-failover")
-        if args.failover_reps > 0:
-            runs.append(
-                [
-                    python,
-                    script,
-                    "--reps",
-                    str(args.failover_reps),
-                    "--duration",
-                    "0.1",
-                    "--configs",
-                    "default",
-                ]
-            )
+
+
+def pysyncobj_round(systems: dict[str, System], args: argparse.Namespace, python: str) -> None:
+    """One repetition of PySyncObj's cases (both configs): one value per case."""
+    argv = [
+        python, str(args.peers_dir / "pysyncobj_bench.py"), "--reps", "1", "--duration", str(args.duration),
+        "--configs", "default,nobatch", "--skip-failover",
+    ]  # fmt: skip
     cases = {"1 caller sync": "1 client", "16 threads sync": "16 clients"}  # 16 is fixed there
-    for i, argv in enumerate(runs):
-        for line in run_peer("pysyncobj", argv, args.peers_dir):
-            m = _PSO_CASE.match(line)
-            if m and i == 0 and m.group("where") == "leader":
-                system = systems[m.group("config")]
-                name = cases.get(m.group("label").strip(), m.group("label").strip())
-                groups = m.groups()
-                system.puts_s[name] = _figure(groups[3:6], args.reps)
-                if groups[6] is not None:
-                    system.p50_ms[name] = _figure(groups[6:9], args.reps)
-                    system.p99_ms[name] = _figure(groups[9:12], args.reps)
-            r = _REP_SECONDS.search(line)
-            c = re.match(r"^\[(\w+)\] failover rep", line)
-            if r and c:
-                systems[c.group(1)].failover_reps.append(float(r.group(1)))
-            m = _PSO_FAILOVER.match(line)
-            if m:
-                system = systems[m.group("config")]
-                system.failover_s = _figure(m.groups()[1:4], len(system.failover_reps))
-    return systems
+    for line in run_peer("pysyncobj", argv, args.peers_dir):
+        m = _PSO_CASE.match(line)
+        if m and m.group("where") == "leader":
+            system = systems[m.group("config")]
+            name = cases.get(m.group("label").strip(), m.group("label").strip())
+            groups = m.groups()
+            system.record("puts_s", name, float(groups[3]))
+            if groups[6] is not None:
+                system.record("p50_ms", name, float(groups[6]))
+                system.record("p99_ms", name, float(groups[9]))
+
+
+def pysyncobj_failover(systems: dict[str, System], args: argparse.Namespace, python: str) -> None:
+    argv = [
+        python, str(args.peers_dir / "pysyncobj_bench.py"), "--reps", str(args.failover_reps),
+        "--duration", "0.1", "--configs", "default",
+    ]  # fmt: skip
+    for line in run_peer("pysyncobj", argv, args.peers_dir):
+        r = _REP_SECONDS.search(line)
+        c = re.match(r"^\[(\w+)\] failover rep", line)
+        if r and c:
+            systems[c.group(1)].failover_reps.append(float(r.group(1)))
+        m = _PSO_FAILOVER.match(line)
+        if m:
+            system = systems[m.group("config")]
+            system.failover_s = _figure(m.groups()[1:4], len(system.failover_reps))
 
 
 # ---- report ----------------------------------------------------------------------------------
@@ -626,6 +643,16 @@ def machine_line() -> str:
     )
 
 
+def ratio_text(ours: System, theirs: System | None, metric: str, case: str) -> str:
+    """The round-by-round ratio (see ``paired``), else the ratio of the medians."""
+    within = paired(ours, theirs, metric, case)
+    if within is not None:
+        return f"{within.median:.2f}x [{within.low:.2f}-{within.high:.2f}]"
+    if theirs is None:
+        return "-"
+    return ratio(getattr(ours, metric).get(case), getattr(theirs, metric).get(case))
+
+
 def ratio(ours: Figure | None, theirs: Figure | None, digits: int = 2) -> str:
     if ours is None or theirs is None or theirs.median == 0:
         return "-"
@@ -643,22 +670,29 @@ def report(
     durable = ours.get("always") or next(iter(ours.values()))
     pso_default = pso.get("default")
     pso_nobatch = pso.get("nobatch")
-    compare = [("etcd", etcd), ("PySyncObj default", pso_default), ("PySyncObj nobatch", pso_nobatch)]
-    compare = [(n, s) for n, s in compare if s is not None]
+    candidates = [("etcd", etcd), ("PySyncObj default", pso_default), ("PySyncObj nobatch", pso_nobatch)]
+    compare: list[tuple[str, System]] = [(n, s) for n, s in candidates if s is not None]
     rows: list[tuple[str, list[str], list[str]]] = []
 
-    def row(label: str, pick, digits: int) -> None:  # type: ignore[no-untyped-def]
-        cells = [fig_text(pick(s), digits) for s in columns]
-        ratios = [ratio(pick(durable), pick(s)) for _, s in compare]
+    def row(label: str, metric: str, case: str, digits: int) -> None:
+        cells = [fig_text(getattr(s, metric).get(case), digits) for s in columns]
+        ratios = [ratio_text(durable, s, metric, case) for _, s in compare]
         rows.append((label, cells, ratios))
 
-    row("puts/s, 1 client", lambda s: s.puts_s.get("1 client"), 0)
-    row(f"puts/s, {many}", lambda s: s.puts_s.get(many), 0)
-    row("p50 ms, 1 client", lambda s: s.p50_ms.get("1 client"), 2)
-    row("p99 ms, 1 client", lambda s: s.p99_ms.get("1 client"), 2)
-    row(f"p50 ms, {many}", lambda s: s.p50_ms.get(many), 2)
-    row(f"p99 ms, {many}", lambda s: s.p99_ms.get(many), 2)
-    row("failover s (kill -9 leader -> write ack)", lambda s: s.failover_s, 3)
+    row("puts/s, 1 client", "puts_s", "1 client", 0)
+    row(f"puts/s, {many}", "puts_s", many, 0)
+    row("p50 ms, 1 client", "p50_ms", "1 client", 2)
+    row("p99 ms, 1 client", "p99_ms", "1 client", 2)
+    row(f"p50 ms, {many}", "p50_ms", many, 2)
+    row(f"p99 ms, {many}", "p99_ms", many, 2)
+    failover_ratios = [ratio(durable.failover_s, s.failover_s) for _, s in compare]
+    rows.append(
+        (
+            "failover s (kill -9 leader -> write ack)",
+            [fig_text(s.failover_s, 3) for s in columns],
+            failover_ratios,
+        )
+    )
 
     names = [("paramstore " + f"fsync={f}") for f in args.fsync] + [
         s.name for s in columns[len(args.fsync) :]
@@ -667,7 +701,7 @@ def report(
     print()
     print(
         f"## Coordinator puts vs etcd and PySyncObj ({args.value_size} B values; median [min-max] of "
-        f"{args.reps} reps x {args.duration:g} s; failover: {args.failover_reps} reps)"
+        f"{args.reps} rounds x {args.duration:g} s; failover: {args.failover_reps} reps)"
     )
     print()
     print("| " + " | ".join(head) + " |")
@@ -676,8 +710,9 @@ def report(
         print("| " + " | ".join([label, *cells, *ratios]) + " |")
     print()
     print(
-        f"Ratios: paramstore {durable.name.split()[-1]} divided by the peer "
-        "(puts/s: higher is better; ms and s: lower is better)."
+        f"Ratios: paramstore {durable.name.split()[-1]} divided by the peer within each round, median "
+        "[min-max] over the rounds (failover: ratio of the medians); puts/s: higher is better; ms and s: "
+        "lower is better. Each round runs every system once, one after the other."
     )
     for s in columns[len(args.fsync) :]:
         print(f"- {s.name}: {s.note}" + (f"; failover reps {s.failover_reps}" if s.failover_reps else ""))
@@ -685,7 +720,10 @@ def report(
         reps = ", ".join(f"{x:.3f}" for x in ours[f].failover_reps)
         print(f"- paramstore fsync={f}: failover reps [{reps}] s")
     print(f"Machine: {machine_line()}")
-    noise = ", ".join(f"{name} {theirs:.2f} (ours {mine:.2f})" for name, (mine, theirs) in PART_CPU.items())
+    noise = ", ".join(
+        f"{name} {others / wall:.2f} (ours {mine / wall:.2f})"
+        for name, (wall, mine, others) in PART_CPU.items()
+    )
     print(f"CPU cores used by other processes on the machine during each part: {noise}")
     print("Command: " + " ".join([Path(sys.executable).name, *sys.argv]))
 
@@ -704,9 +742,11 @@ def report(
 
     ours_many = durable.puts_s.get(many)
     etcd_many = etcd.puts_s.get(many) if etcd else None
+    many_ratio = paired(durable, etcd, "puts_s", many)
     target(
         f"{many} puts/s >= etcd's",
-        None if ours_many is None or etcd_many is None else ours_many.median >= etcd_many.median,
+        None if many_ratio is None else many_ratio.median >= 1.0,
+        f"{ratio_text(durable, etcd, 'puts_s', many)} of etcd's, round by round; "
         f"{fig_text(ours_many)} vs etcd {fig_text(etcd_many)}",
     )
     pso_many = pso_default.puts_s.get(many) if pso_default else None
@@ -717,10 +757,12 @@ def report(
     )
     ours_p50 = durable.p50_ms.get("1 client")
     etcd_p50 = etcd.p50_ms.get("1 client") if etcd else None
+    p50_ratio = paired(durable, etcd, "p50_ms", "1 client")
     target(
         "1-client p50 within 2x of etcd's",
-        None if ours_p50 is None or etcd_p50 is None else ours_p50.median <= 2 * etcd_p50.median,
-        f"{fig_text(ours_p50, 2)} ms vs etcd {fig_text(etcd_p50, 2)} ms, {ratio(ours_p50, etcd_p50)}",
+        None if p50_ratio is None else p50_ratio.median <= 2.0,
+        f"{ratio_text(durable, etcd, 'p50_ms', '1 client')} of etcd's, round by round; "
+        f"{fig_text(ours_p50, 2)} ms vs etcd {fig_text(etcd_p50, 2)} ms",
     )
     fo = durable.failover_s
     target(
@@ -735,7 +777,7 @@ def report(
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reps", type=int, default=3, help="repetitions per put case (default 3)")
+    parser.add_argument("--reps", type=int, default=3, help="rounds: repetitions per put case and system (default 3)")
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per repetition (default 3)")
     parser.add_argument(
         "--failover-reps", type=int, default=5, help="failover repetitions (default 5; 0 skips)"
@@ -792,25 +834,45 @@ def run(args: argparse.Namespace) -> int:
     )
     value = os.urandom(args.value_size)
     ours = {f: System(f"paramstore fsync={f}") for f in args.fsync}
-    for f in args.fsync:
-        with part(f"paramstore fsync={f}"):
-            asyncio.run(bench_paramstore(ours[f], f, args, value))
-        check_stop()
-    etcd: System | None = None
-    pso: dict[str, System] = {}
-    if not args.skip_peers:
-        python = str(args.peers_venv / "bin" / "python")
-        if not Path(python).exists() or shutil.which("etcd") is None:
-            print(
-                f"peers skipped: {python} or etcd missing (run: bash {args.peers_dir / 'setup.sh'})",
-                flush=True,
-            )
-        else:
+    python = str(args.peers_venv / "bin" / "python")
+    with_peers = not args.skip_peers
+    if with_peers and (not Path(python).exists() or shutil.which("etcd") is None):
+        print(
+            f"peers skipped: {python} or etcd missing (run: bash {args.peers_dir / 'setup.sh'})", flush=True
+        )
+        with_peers = False
+    etcd = System("etcd", "3 members, grpcio client") if with_peers else None
+    pso = pysyncobj_systems() if with_peers else {}
+    # Round-robin: each round runs every system once, so that every system sees the same
+    # host (whose speed drifts by up to 2x over minutes here), and ratios are taken within
+    # a round.
+    for rnd in range(args.reps):
+        print(f"--- round {rnd + 1} of {args.reps}", flush=True)
+        for f in args.fsync:
+            with part(f"paramstore fsync={f}"):
+                asyncio.run(bench_paramstore(ours[f], f, args, value, puts=True, failover_reps=0))
+            check_stop()
+        if etcd is not None:
             with part("etcd"):
-                etcd = bench_etcd(args, python)
+                etcd_round(etcd, args, python)
             check_stop()
             with part("pysyncobj"):
-                pso = bench_pysyncobj(args, python)
+                pysyncobj_round(pso, args, python)
+            check_stop()
+    if args.failover_reps > 0:
+        print("--- failover", flush=True)
+        for f in args.fsync:
+            with part(f"paramstore fsync={f}"):
+                asyncio.run(
+                    bench_paramstore(ours[f], f, args, value, puts=False, failover_reps=args.failover_reps)
+                )
+            check_stop()
+        if etcd is not None:
+            with part("etcd"):
+                etcd_failover(etcd, args, python)
+            check_stop()
+            with part("pysyncobj"):
+                pysyncobj_failover(pso, args, python)
             check_stop()
     report(ours, etcd, pso, args)
     return 0
