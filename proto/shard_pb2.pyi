@@ -349,14 +349,26 @@ class StoredSession(_message.Message):
     last_ms: int
     def __init__(self, client_id: _Optional[str] = ..., last_sequence: _Optional[int] = ..., last_result: _Optional[bytes] = ..., last_ms: _Optional[int] = ...) -> None: ...
 
+class StoredFence(_message.Message):
+    __slots__ = ("model", "shard", "move_id")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    MOVE_ID_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    shard: int
+    move_id: int
+    def __init__(self, model: _Optional[str] = ..., shard: _Optional[int] = ..., move_id: _Optional[int] = ...) -> None: ...
+
 class ShardStateHeader(_message.Message):
-    __slots__ = ("limits_json", "models", "sessions", "clock_ms")
+    __slots__ = ("limits_json", "models", "sessions", "clock_ms", "fences")
     LIMITS_JSON_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
     SESSIONS_FIELD_NUMBER: _ClassVar[int]
     CLOCK_MS_FIELD_NUMBER: _ClassVar[int]
+    FENCES_FIELD_NUMBER: _ClassVar[int]
     limits_json: str
     models: _containers.RepeatedCompositeFieldContainer[StoredModel]
     sessions: _containers.RepeatedCompositeFieldContainer[StoredSession]
     clock_ms: int
-    def __init__(self, limits_json: _Optional[str] = ..., models: _Optional[_Iterable[_Union[StoredModel, _Mapping]]] = ..., sessions: _Optional[_Iterable[_Union[StoredSession, _Mapping]]] = ..., clock_ms: _Optional[int] = ...) -> None: ...
+    fences: _containers.RepeatedCompositeFieldContainer[StoredFence]
+    def __init__(self, limits_json: _Optional[str] = ..., models: _Optional[_Iterable[_Union[StoredModel, _Mapping]]] = ..., sessions: _Optional[_Iterable[_Union[StoredSession, _Mapping]]] = ..., clock_ms: _Optional[int] = ..., fences: _Optional[_Iterable[_Union[StoredFence, _Mapping]]] = ...) -> None: ...

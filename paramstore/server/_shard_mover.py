@@ -167,18 +167,15 @@ class ShardMover:
     ) -> bool:
         """Steps 1 and 2; False when the move must wait (retried on a later poll)."""
         release = shard_pb.ReleaseShard(model=move.model, shard=move.shard, move_id=move.move_id)
-        try:
-            await self._call(
-                stores, move.source, members, lambda stub, t: stub.ReleaseShard(release, timeout=t)
-            )
-        except StoreRefusedError as exc:
-            if exc.code == ErrorCode.UNKNOWN_MODEL:
-                return True  # the group holds nothing of the model: nothing to hand over
-            raise
+        # A group that holds nothing of the model fences the shard instead (see
+        # paramstore/shard/_fences.py): its keys can no longer be installed there.
+        await self._call(stores, move.source, members, lambda stub, t: stub.ReleaseShard(release, timeout=t))
         try:
             parts = await self._call(stores, move.source, members, self._fetcher(move))
         except StoreRefusedError as exc:
             if exc.code == ErrorCode.WRONG_GROUP:  # dropped: a mover before us finished the hand-over
+                return True
+            if exc.code == ErrorCode.UNKNOWN_MODEL:  # fenced: the group held nothing to hand over
                 return True
             raise
         await self._call(stores, move.target, members, _acceptor(parts))
@@ -192,9 +189,13 @@ class ShardMover:
         try:
             parts = await self._call(stores, move.source, members, self._fetcher(move))
         except StoreRefusedError as exc:
-            if exc.code in (ErrorCode.WRONG_GROUP, ErrorCode.UNKNOWN_MODEL):
+            if exc.code == ErrorCode.WRONG_GROUP:
                 return  # never released: nothing to give back
-            raise
+            if exc.code != ErrorCode.UNKNOWN_MODEL:
+                raise
+            # The group holds nothing of the model: take back the fence, if the release left one.
+            lift = shard_pb.AcceptShard(model=move.model, shard=move.shard, move_id=move.move_id, last=True)
+            parts = [lift]
         await self._call(stores, move.source, members, _acceptor(parts))
 
     def _fetcher(

@@ -44,6 +44,7 @@ from paramstore.optim import OptimizerSpecError, optimizer_from_spec
 from paramstore.shard import _moves, _snapshot
 from paramstore.shard._codec import decode_result, encode_result
 from paramstore.shard._dedup import DedupTable
+from paramstore.shard._fences import Fences
 from paramstore.shard._limits import ShardLimits
 from paramstore.shard._model import KeyState, ModelState, initial_digest
 from paramstore.shard._push_wire import KeyGradient, PushOp, WireTensor, parse_push_command
@@ -83,6 +84,7 @@ class ShardStateMachine:
         self._dedup = DedupTable(self.limits.dedup_clients_max)
         self._clock_ms = 0  # log time: the largest Push.now_ms applied (dedup ages by it)
         self._elements = 0  # weights of every key of every model
+        self._fences = Fences(self.limits)  # shards released before their model came here
         # Called after every applied command (the store service wakes waiting pulls with it).
         self.listeners: list[Callable[[], None]] = []
 
@@ -123,9 +125,7 @@ class ShardStateMachine:
         if kind == "set_workers":
             return encode_result(self._set_workers(command.set_workers))
         if kind == "release_shard":
-            return encode_result(
-                _moves.release(self._model(command.release_shard.model, Rejected), command.release_shard)
-            )
+            return encode_result(self._release(command.release_shard))
         if kind == "accept_shard":
             return encode_result(self._accept(command.accept_shard))
         if kind == "drop_shard":
@@ -136,6 +136,8 @@ class ShardStateMachine:
 
     def _install(self, op: pb.InstallKeys) -> ShardResult:
         model, created = self._definition(op)
+        if created:
+            self._fences.attach(model)  # keys of a shard that moved away before are refused
         if len(op.keys) > self.limits.keys_per_model_max:
             raise Rejected(ErrorCode.TOO_LARGE, f"{len(op.keys)} keys, over {self.limits.keys_per_model_max}")
         new: list[tuple[str, npt.NDArray[Any], bytes]] = []
@@ -187,6 +189,7 @@ class ShardStateMachine:
         # ---- checked: change state
         if created:
             self._models[op.model] = model
+            self._fences.forget(op.model)
         for key, values, digest in new:
             model.add_key(key, values, digest)
         self._elements += added
@@ -438,18 +441,30 @@ class ShardStateMachine:
 
     # ---- shard moves (``_moves``) ------------------------------------------------------------
 
+    def _release(self, op: pb.ReleaseShard) -> ShardResult:
+        self._check_name("model", op.model, self.limits.name_bytes_max)
+        model = self._models.get(op.model)
+        if model is None:
+            return self._fences.fence(op)
+        return _moves.release(model, op)
+
     def _accept(self, op: pb.AcceptShard) -> ShardResult:
+        if op.model not in self._models and not op.definition.model and not op.keys and op.last:
+            self._check_name("model", op.model, self.limits.name_bytes_max)
+            return self._fences.lift(op)
         if op.definition.model != op.model or op.definition.keys:
             raise Rejected(ErrorCode.INVALID_ARGUMENT, "definition must name the model and carry no keys")
         model, created = self._definition(op.definition)
         if created:
             model.step = op.model_step
+            self._fences.attach(model)
         result, delta = _moves.accept(
             model, op, self.limits.elements_max - self._elements, self.limits.key_elements_max
         )
         # ---- checked (accept changed the model only after its checks): record
         if created:
             self._models[op.model] = model
+            self._fences.forget(op.model)
         self._elements += delta
         return result
 
@@ -673,13 +688,13 @@ class ShardStateMachine:
 
     def snapshot(self) -> bytes:
         """The whole state; the same state always gives the same bytes."""
-        return _snapshot.encode(self.limits, self._models, self._dedup, self._clock_ms)
+        return _snapshot.encode(self.limits, self._models, self._dedup, self._clock_ms, self._fences)
 
     def restore(self, data: bytes) -> None:
         """Replace the whole state with a snapshot's. Raises ``SnapshotFormatError`` (and
         changes nothing) for bytes that are not a consistent state taken under these limits."""
-        models, dedup, clock_ms = _snapshot.decode(data, self.limits)
-        self._models, self._dedup, self._clock_ms = models, dedup, clock_ms
+        models, dedup, clock_ms, fences = _snapshot.decode(data, self.limits)
+        self._models, self._dedup, self._clock_ms, self._fences = models, dedup, clock_ms, fences
         self._elements = sum(_held_elements(model) for model in models.values())
 
 

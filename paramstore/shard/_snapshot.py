@@ -7,6 +7,8 @@ then, for each shard that moved (by shard), its released keys and its staged key
 each weights then slots, then the gathered sums of its released BSP barrier and of its
 staged keys; then the gathered sums of each BSP barrier (by shard, by key); all float32
 little-endian.
+Format 5 added the fences (shards released before their model came here) to the header;
+format 4 is read as a state without any.
 Weights stay out of the protobuf message so that a snapshot is not bounded by protobuf's
 2 GiB message limit and is written with one copy. No checksum: storage checksums snapshots.
 """
@@ -24,6 +26,7 @@ from google.protobuf.message import DecodeError
 from paramstore.coordinator import SyncMode
 from paramstore.optim import OptimizerSpecError, optimizer_from_spec
 from paramstore.shard._dedup import DedupTable
+from paramstore.shard._fences import Fences
 from paramstore.shard._limits import ShardLimits
 from paramstore.shard._model import KeyState, ModelState, ShardMoves
 from paramstore.shard._sync import Barrier, SyncState
@@ -32,7 +35,9 @@ from proto import shard_pb2 as pb
 
 __all__ = ["SNAPSHOT_FORMAT_VERSION", "decode", "encode"]
 
-SNAPSHOT_FORMAT_VERSION = 4
+SNAPSHOT_FORMAT_VERSION = 5
+# Format 4 is format 5 without fences; it is read as a state without any.
+_READABLE_VERSIONS = (4, 5)
 _MAGIC = b"PSSHARD\x00"
 _HEADER = struct.Struct(">8sIQ")
 _F32_LE = np.dtype("<f4")
@@ -45,8 +50,11 @@ def _le(array: npt.NDArray[np.float32]) -> memoryview:
     return memoryview(array.data).cast("B")
 
 
-def encode(limits: ShardLimits, models: dict[str, ModelState], dedup: DedupTable, clock_ms: int) -> bytes:
+def encode(
+    limits: ShardLimits, models: dict[str, ModelState], dedup: DedupTable, clock_ms: int, fences: Fences
+) -> bytes:
     header = pb.ShardStateHeader(limits_json=limits.to_json(), clock_ms=clock_ms)
+    fences.encode(header)
     arrays: list[memoryview] = []
     for name in sorted(models):
         model = models[name]
@@ -114,15 +122,15 @@ def _encode_barrier(into: pb.StoredBarrier, shard: int, barrier: Barrier, arrays
     arrays.extend(_le(barrier.gathered[key]) for key in sorted(barrier.gathered))
 
 
-def decode(data: bytes, limits: ShardLimits) -> tuple[dict[str, ModelState], DedupTable, int]:
+def decode(data: bytes, limits: ShardLimits) -> tuple[dict[str, ModelState], DedupTable, int, Fences]:
     if len(data) < _HEADER.size:
         raise SnapshotFormatError(f"snapshot of {len(data)} bytes is shorter than its header")
     magic, version, header_bytes = _HEADER.unpack_from(data)
     if magic != _MAGIC:
         raise SnapshotFormatError(f"not a shard snapshot (magic {magic!r})")
-    if version != SNAPSHOT_FORMAT_VERSION:
+    if version not in _READABLE_VERSIONS:
         raise SnapshotFormatError(
-            f"snapshot format version {version}; this build reads {SNAPSHOT_FORMAT_VERSION}"
+            f"snapshot format version {version}; this build reads {', '.join(map(str, _READABLE_VERSIONS))}"
         )
     offset = _HEADER.size + header_bytes
     if offset > len(data):
@@ -132,6 +140,8 @@ def decode(data: bytes, limits: ShardLimits) -> tuple[dict[str, ModelState], Ded
         header.ParseFromString(data[_HEADER.size : offset])
     except DecodeError as exc:
         raise SnapshotFormatError(f"snapshot header does not decode: {exc}") from None
+    if version < 5 and header.fences:
+        raise SnapshotFormatError(f"a format {version} snapshot cannot hold fences")
     if header.limits_json != limits.to_json():
         raise SnapshotFormatError(
             "the snapshot was taken under other limits; every replica must run with the same ShardLimits "
@@ -196,7 +206,7 @@ def decode(data: bytes, limits: ShardLimits) -> tuple[dict[str, ModelState], Ded
                 f"after the log time {header.clock_ms}"
             )
         dedup.record(session.client_id, session.last_sequence, session.last_result, session.last_ms)
-    return models, dedup, header.clock_ms
+    return models, dedup, header.clock_ms, Fences.decode(header, limits, set(models))
 
 
 class _ArrayReader:
