@@ -28,10 +28,10 @@ from collections.abc import Sequence
 from consensus.config import RaftConfig
 from consensus.errors import InvalidMessageError, InvalidRequestError, NotLeaderError, ProposalDroppedError
 from consensus.log import RaftLog
+from consensus.membership import changed_conf, conf_at, known_peers
 from consensus.messages import (
     NO_NODE,
     ConfChange,
-    ConfChangeType,
     ConfState,
     Entry,
     EntryKind,
@@ -47,13 +47,11 @@ from consensus.messages import (
     SoftState,
 )
 from consensus.progress import Progress, ProgressState
+from consensus.validation import check_contiguous, validate_message
 
 _MT = MessageType
 _COMMITTED_PER_READY_MAX = 65_536
 _HEARTBEAT_ROUNDS_REMEMBERED_MAX = 4096
-
-_VALID_MESSAGE_TYPES = frozenset(int(t) for t in MessageType)
-_VALID_ENTRY_KINDS = frozenset(int(k) for k in EntryKind)
 
 
 class RaftCore:
@@ -77,7 +75,7 @@ class RaftCore:
         self._conf_history: list[tuple[int, ConfState]] = [(self.log.snapshot_index, base_conf)]
         entries = [e for e in restored.entries if e.index > self.log.snapshot_index]
         if entries:
-            self._check_contiguous(entries, self.log.snapshot_index, what="restored entries")
+            check_contiguous(entries, self.log.snapshot_index, what="restored entries")
             self.log.append(entries)
             for entry in entries:
                 if entry.kind == EntryKind.CONFIG:
@@ -240,7 +238,9 @@ class RaftCore:
             )
         if self.log.term_at(self.log.commit_index) != self.term:
             raise ProposalDroppedError("the new leader has not committed an entry of its term yet")
-        new_conf = self._changed_conf(change)
+        pr = self._progress.get(change.node_id)
+        lag = self.log.last_index - (pr.match if pr else 0)
+        new_conf = changed_conf(self.conf, change, lag, self.config.learner_catchup_entries_max)
         entry = Entry(self.term, self.log.last_index + 1, EntryKind.CONFIG, new_conf.encode())
         self._append_as_leader([entry])
         return entry.index
@@ -374,7 +374,7 @@ class RaftCore:
         """Handle one message from a peer. Raises ``InvalidMessageError`` (state unchanged)
         for a malformed or impossible message."""
         self._check_not_in_ready("step")
-        self._validate(msg)
+        validate_message(msg, self.node_id, self._known_peers, self._may_be_unseen_leader)
 
         if msg.term > self.term:
             disruptive = msg.type in (_MT.VOTE, _MT.PRE_VOTE) and not msg.force
@@ -942,48 +942,6 @@ class RaftCore:
 
     # ================================================================ membership
 
-    def _changed_conf(self, change: ConfChange) -> ConfState:
-        conf = self.conf
-        node = change.node_id
-        if node <= 0:
-            raise InvalidRequestError(f"node id must be positive, got {node}")
-        voters, learners = list(conf.voters), list(conf.learners)
-        kind = change.change
-        if kind == ConfChangeType.ADD_LEARNER:
-            if node in conf.members:
-                raise InvalidRequestError(f"node {node} is already a member of {conf}")
-            learners.append(node)
-        elif kind == ConfChangeType.ADD_VOTER:
-            if node in conf.voters:
-                raise InvalidRequestError(f"node {node} is already a voter of {conf}")
-            if node in learners:
-                learners.remove(node)
-            voters.append(node)
-        elif kind == ConfChangeType.PROMOTE_LEARNER:
-            if node not in conf.learners:
-                raise InvalidRequestError(f"node {node} is not a learner of {conf}")
-            pr = self._progress.get(node)
-            lag = self.log.last_index - (pr.match if pr else 0)
-            if lag > self.config.learner_catchup_entries_max:
-                raise ProposalDroppedError(
-                    f"learner {node} is {lag} entries behind (at most "
-                    f"{self.config.learner_catchup_entries_max} allowed before promotion)"
-                )
-            learners.remove(node)
-            voters.append(node)
-        elif kind == ConfChangeType.REMOVE_NODE:
-            if node not in conf.members:
-                raise InvalidRequestError(f"node {node} is not a member of {conf}")
-            if node in voters:
-                voters.remove(node)
-            else:
-                learners.remove(node)
-            if not voters:
-                raise InvalidRequestError(f"removing node {node} would leave no voters")
-        else:
-            raise InvalidRequestError(f"unknown configuration change {kind!r}")
-        return ConfState(tuple(voters), tuple(learners))
-
     def _record_conf_entries(self, entries: Sequence[Entry]) -> None:
         changed = False
         for entry in entries:
@@ -1009,19 +967,10 @@ class RaftCore:
             self._become_follower(self.term, NO_NODE)
 
     def _conf_at(self, index: int) -> ConfState:
-        conf = self._conf_history[0][1]
-        for conf_index, candidate in self._conf_history:
-            if conf_index > index:
-                break
-            conf = candidate
-        return conf
+        return conf_at(self._conf_history, index)
 
     def _refresh_known_peers(self) -> None:
-        known: set[int] = set(self.config.initial_conf.members)
-        for _, conf in self._conf_history:
-            known |= conf.members
-        known.discard(self.node_id)
-        self._known_peers = frozenset(known)
+        self._known_peers = known_peers(self.config.initial_conf, self._conf_history, self.node_id)
 
     def _promotable(self) -> bool:
         """May campaign: a voter of the latest configuration, or of the one before it while
@@ -1082,92 +1031,3 @@ class RaftCore:
                 f"{uncommitted} entries are uncommitted; "
                 f"at most {self.config.uncommitted_entries_max} allowed"
             )
-
-    @staticmethod
-    def _check_contiguous(entries: Sequence[Entry], prev_index: int, what: str) -> None:
-        expected = prev_index + 1
-        for entry in entries:
-            if entry.index != expected:
-                raise InvalidMessageError(
-                    f"{what}: expected index {expected}, got {entry.index} (not contiguous)"
-                )
-            expected += 1
-
-    def _validate(self, msg: Message) -> None:
-        """Reject a message that no correct peer could send, before it touches any state."""
-        if int(msg.type) not in _VALID_MESSAGE_TYPES:
-            raise InvalidMessageError(f"unknown message type {msg.type!r}")
-        if msg.recipient != self.node_id:
-            raise InvalidMessageError(f"message for node {msg.recipient} delivered to node {self.node_id}")
-        if msg.sender == self.node_id or (
-            msg.sender not in self._known_peers and not self._may_be_unseen_leader(msg)
-        ):
-            raise InvalidMessageError(
-                f"{msg.type.name} from unknown sender {msg.sender}; "
-                f"known peers are {sorted(self._known_peers)}"
-            )
-        for name in (
-            "term",
-            "log_term",
-            "index",
-            "commit",
-            "reject_hint",
-            "context",
-            "chunk_offset",
-            "snapshot_size",
-        ):
-            value = getattr(msg, name)
-            if value < 0:
-                raise InvalidMessageError(
-                    f"{msg.type.name} from {msg.sender}: {name} must be >= 0, got {value}"
-                )
-        if msg.type in (_MT.VOTE, _MT.PRE_VOTE) and msg.log_term > msg.term:
-            raise InvalidMessageError(
-                f"{msg.type.name} from {msg.sender}: log_term (last log term) {msg.log_term} "
-                f"exceeds campaign term {msg.term}"
-            )
-        if msg.entries and msg.type != _MT.APPEND:
-            raise InvalidMessageError(f"{msg.type.name} from {msg.sender} carries entries; only APPEND may")
-        if msg.type == _MT.APPEND:
-            self._validate_entries(msg)
-        elif msg.type == _MT.SNAPSHOT:
-            meta = msg.snapshot_meta
-            if meta is None or meta.index < 1 or meta.term < 1 or meta.term > msg.term:
-                raise InvalidMessageError(f"SNAPSHOT from {msg.sender} has invalid metadata {meta!r}")
-            if not meta.conf.voters:
-                raise InvalidMessageError(
-                    f"SNAPSHOT from {msg.sender} carries a configuration with no voters"
-                )
-            if msg.chunk_offset + len(msg.chunk_data) > msg.snapshot_size:
-                raise InvalidMessageError(
-                    f"SNAPSHOT chunk [{msg.chunk_offset}, {msg.chunk_offset + len(msg.chunk_data)}) "
-                    f"exceeds the snapshot size {msg.snapshot_size}"
-                )
-            if msg.chunk_last and msg.chunk_offset + len(msg.chunk_data) != msg.snapshot_size:
-                raise InvalidMessageError("SNAPSHOT last chunk does not end at the snapshot size")
-
-    def _validate_entries(self, msg: Message) -> None:
-        if msg.log_term > msg.term:
-            raise InvalidMessageError(f"APPEND from {msg.sender}: log_term {msg.log_term} > term {msg.term}")
-        if msg.index == 0 and msg.log_term != 0:
-            raise InvalidMessageError(f"APPEND from {msg.sender}: index 0 must have log_term 0")
-        self._check_contiguous(msg.entries, msg.index, what=f"APPEND from {msg.sender}")
-        previous_term = msg.log_term
-        for entry in msg.entries:
-            if entry.term < previous_term or entry.term > msg.term:
-                raise InvalidMessageError(
-                    f"APPEND from {msg.sender}: entry {entry.index} has term {entry.term}, expected "
-                    f"{previous_term}..{msg.term} (terms never decrease along a log)"
-                )
-            previous_term = entry.term
-            if int(entry.kind) not in _VALID_ENTRY_KINDS:
-                raise InvalidMessageError(f"APPEND from {msg.sender}: entry {entry.index} has unknown kind")
-            if entry.kind == EntryKind.CONFIG:
-                try:
-                    conf = ConfState.decode(entry.data)
-                except ValueError as exc:
-                    raise InvalidMessageError(
-                        f"APPEND from {msg.sender}: entry {entry.index}: {exc}"
-                    ) from exc
-                if not conf.voters:
-                    raise InvalidMessageError(f"APPEND from {msg.sender}: entry {entry.index} has no voters")
