@@ -31,8 +31,9 @@ interpreter of ``$PEERS_VENV`` (``bash ../shared/peers/setup.sh`` installs them)
 output is parsed: ``etcd_bench.py`` (3 etcd members, grpcio clients; it also measures a
 follower and 64 clients, shown but not compared) and ``pysyncobj_bench.py`` (3 processes,
 configs ``default`` and ``nobatch``; values are 64 B and the caller lives inside a node
-process, since PySyncObj has no client protocol). Each round runs each script with ``--reps 1``; their failover
-figures come from one more run of each script with ``--reps FAILOVER_REPS``.
+process, since PySyncObj has no client protocol). Each round runs each script with
+``--reps 1``; their failover figures come from one more run of each script with
+``--reps FAILOVER_REPS``.
 
 At the end it prints a Markdown table with the ratios to etcd and PySyncObj and the
 targets of the issue. Every process it starts is stopped by PID when it finishes, also on
@@ -777,7 +778,9 @@ def report(
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reps", type=int, default=3, help="rounds: repetitions per put case and system (default 3)")
+    parser.add_argument(
+        "--reps", type=int, default=3, help="rounds: repetitions per put case and system (default 3)"
+    )
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per repetition (default 3)")
     parser.add_argument(
         "--failover-reps", type=int, default=5, help="failover repetitions (default 5; 0 skips)"
