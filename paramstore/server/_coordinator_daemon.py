@@ -16,9 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
-from collections.abc import Callable
 
 import grpc
 
@@ -26,6 +24,7 @@ from consensus.errors import RaftError
 from paramstore.coordinator import CoordinatorStateMachine
 from paramstore.server._coordinator_service import CoordinatorService, NotifyingStateMachine
 from paramstore.server._replica import Replica, ReplicaOptions
+from paramstore.server._serving import serve_until_stopped
 from paramstore.server._shard_mover import ShardMover
 
 __all__ = ["PEER_ADDRESS_PREFIX", "CoordinatorDaemon", "peer_address_key"]
@@ -76,23 +75,11 @@ class CoordinatorDaemon:
     def request_stop(self) -> None:
         self._stop.set()
 
-    async def run_until_stopped(self, on_signal: Callable[[], None] | None = None) -> int:
+    async def run_until_stopped(self) -> int:
         """Serve until SIGTERM/SIGINT (or ``request_stop``); 0 after a graceful stop, 1 if
         the Raft driver failed (a storage fault, say)."""
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self.request_stop)
-        stop_wait = asyncio.create_task(self._stop.wait())
-        failed = asyncio.create_task(self.replica.wait_failed())
-        done, _ = await asyncio.wait({stop_wait, failed}, return_when=asyncio.FIRST_COMPLETED)
-        status = 0
-        if failed in done and failed.result() is not None:
-            log.error("node %d: the Raft driver failed: %s", self.options.node_id, failed.result())
-            status = 1
-        stop_wait.cancel()
-        failed.cancel()
-        await self.stop()
-        return status
+        what = f"node {self.options.node_id}"
+        return await serve_until_stopped(self._stop, self.replica, self.stop, log, what)
 
     async def stop(self) -> None:
         await self.mover.stop()

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import Sequence
 
 import grpc
 
 from paramstore.server._replica import Replica, ReplicaOptions
+from paramstore.server._serving import serve_until_stopped
 from paramstore.server._store_membership import MembershipFollower
 from paramstore.server._store_service import StoreService, StoreServiceLimits
 from paramstore.shard import ShardLimits, ShardStateMachine
@@ -61,20 +61,8 @@ class StoreDaemon:
     async def run_until_stopped(self) -> int:
         """Serve until SIGTERM/SIGINT (or ``request_stop``); 0 after a graceful stop, 1 if
         the Raft driver failed (a storage fault, say)."""
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self.request_stop)
-        stop_wait = asyncio.create_task(self._stop.wait())
-        failed = asyncio.create_task(self.replica.wait_failed())
-        done, _ = await asyncio.wait({stop_wait, failed}, return_when=asyncio.FIRST_COMPLETED)
-        status = 0
-        if failed in done and failed.result() is not None:
-            log.error("store node %d: the Raft driver failed: %s", self.options.node_id, failed.result())
-            status = 1
-        stop_wait.cancel()
-        failed.cancel()
-        await self.stop()
-        return status
+        what = f"store node {self.options.node_id}"
+        return await serve_until_stopped(self._stop, self.replica, self.stop, log, what)
 
     async def stop(self) -> None:
         await self.membership.stop()
