@@ -831,7 +831,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"Machine: {machine_line()}")
     print(
         f"paramstore coordinator: 3 processes on 127.0.0.1, {args.value_size} B values, keys cycle over "
-        f"{KEYS_PER_CLIENT} per client; median [min-max] of {args.reps} reps x {args.duration:g} s; "
+        f"{KEYS_PER_CLIENT} per client; median [min-max] of {args.reps} rounds x {args.duration:g} s; "
         f"failover {args.failover_reps} reps; default Raft timing (tick 25 ms, election 10 ticks)",
         flush=True,
     )
@@ -846,37 +846,31 @@ def run(args: argparse.Namespace) -> int:
         with_peers = False
     etcd = System("etcd", "3 members, grpcio client") if with_peers else None
     pso = pysyncobj_systems() if with_peers else {}
+
+    def every_system(failover: bool) -> None:
+        """One repetition of every put case of every system, or (``failover``) the failovers."""
+        for f in args.fsync:
+            with part(f"paramstore fsync={f}"):
+                reps = args.failover_reps if failover else 0
+                asyncio.run(bench_paramstore(ours[f], f, args, value, puts=not failover, failover_reps=reps))
+            check_stop()
+        if etcd is not None:
+            with part("etcd"):
+                (etcd_failover if failover else etcd_round)(etcd, args, python)
+            check_stop()
+            with part("pysyncobj"):
+                (pysyncobj_failover if failover else pysyncobj_round)(pso, args, python)
+            check_stop()
+
     # Round-robin: each round runs every system once, so that every system sees the same
     # host (whose speed drifts by up to 2x over minutes here), and ratios are taken within
     # a round.
     for rnd in range(args.reps):
         print(f"--- round {rnd + 1} of {args.reps}", flush=True)
-        for f in args.fsync:
-            with part(f"paramstore fsync={f}"):
-                asyncio.run(bench_paramstore(ours[f], f, args, value, puts=True, failover_reps=0))
-            check_stop()
-        if etcd is not None:
-            with part("etcd"):
-                etcd_round(etcd, args, python)
-            check_stop()
-            with part("pysyncobj"):
-                pysyncobj_round(pso, args, python)
-            check_stop()
+        every_system(failover=False)
     if args.failover_reps > 0:
         print("--- failover", flush=True)
-        for f in args.fsync:
-            with part(f"paramstore fsync={f}"):
-                asyncio.run(
-                    bench_paramstore(ours[f], f, args, value, puts=False, failover_reps=args.failover_reps)
-                )
-            check_stop()
-        if etcd is not None:
-            with part("etcd"):
-                etcd_failover(etcd, args, python)
-            check_stop()
-            with part("pysyncobj"):
-                pysyncobj_failover(pso, args, python)
-            check_stop()
+        every_system(failover=True)
     report(ours, etcd, pso, args)
     return 0
 
