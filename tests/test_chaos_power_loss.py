@@ -94,3 +94,33 @@ def test_a_fully_synced_log_loses_nothing(journal: Path, tmp_path: Path) -> None
     assert synced and all(os.path.getsize(p) == size for p, size in synced.items())
     assert lose_unsynced_writes(tmp_path / "node" / "wal", synced, random.Random(1)) == []
     assert describe_cuts([]) == "truncated 0 unsynced bytes (everything was synced)"
+
+
+@pytest.mark.parametrize("unsynced_entries", [0, 8])
+def test_a_reused_segments_durable_zeros_are_never_torn(
+    journal: Path, tmp_path: Path, unsynced_entries: int
+) -> None:
+    """A reused segment is zeroed to its end and synced before its first record: past what
+    the node wrote it holds durable zeros. A power loss tears only what was written after the
+    last sync, so whatever the seed, recovery opens the log with every synced entry."""
+    node = tmp_path / "node"
+    with open_storage(node) as storage:
+        write(storage, 1, 10, synced=True)
+        if unsynced_entries:
+            write(storage, 11, unsynced_entries, synced=False, commit=10)
+        (segment,) = storage.segment_paths()
+    with segment.open("ab") as file:  # the zeroed rest of a reused segment
+        file.write(bytes(256 * 1024))
+    synced = JournalReader(journal).synced_sizes()
+    torn = 0
+    for seed in range(30):
+        copy = tmp_path / f"copy-{seed}"
+        shutil.copytree(node, copy)
+        copied = {str(copy / Path(p).relative_to(node)): size for p, size in synced.items()}
+        (cut,) = lose_unsynced_writes(copy / "wal", copied, random.Random(seed))
+        torn += bool(cut.damage)
+        with open_storage(copy) as storage:
+            restored = storage.restored_state().entries
+        assert restored[:10] == tuple(entry(i) for i in range(1, 11)), seed
+        assert restored == tuple(entry(i) for i in range(1, len(restored) + 1)), seed
+    assert (torn > 0) == bool(unsynced_entries)  # only written bytes are torn

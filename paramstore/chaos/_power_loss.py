@@ -16,7 +16,9 @@ the second, for one node whose processes are dead:
   bug) still leaves a log prefix the node can open, which is what makes its loss visible
   as lost acknowledged writes rather than as a node that cannot start.
 * Half the time (seeded) the cut segment keeps a random part of its unsynced bytes instead,
-  with its last few bytes zeroed or overwritten with garbage: a torn write. The damage stays
+  with its last few bytes zeroed or overwritten with garbage: a torn write. Unsynced bytes
+  are those the node wrote: a reused segment's zeros past its last record were synced
+  before the segment took its name, so they are durable and never torn. The damage stays
   inside the last record it reaches, the shape of an interrupted append that recovery
   truncates away (``consensus.storage.records``); damage with whole records after it is
   bit rot, which recovery refuses by design and which no fsync policy can protect against.
@@ -103,12 +105,17 @@ def _preamble_bytes(path: Path) -> int | None:
 
 
 def _cut(path: Path, size: int, durable: int, rng: random.Random) -> SegmentCut:
-    if size - durable < 2 or rng.random() < 0.5:
+    with path.open("rb") as file:
+        file.seek(durable)
+        unsynced = file.read(size - durable)
+    # Only bytes the node wrote after its last sync can be torn. A reused segment was zeroed
+    # to its end, and synced, before its first record: past the last record it holds those
+    # zeros, durable ones, which no power loss turns into anything else.
+    unsynced = unsynced.rstrip(b"\0")
+    if len(unsynced) < 2 or rng.random() < 0.5:
         os.truncate(path, durable)
         return SegmentCut(path.name, size, durable)
     with path.open("r+b") as file:
-        file.seek(durable)
-        unsynced = file.read(size - durable)
         keep = rng.randrange(1, len(unsynced))
         at, garbled, how = _tear(unsynced[:keep], path, rng)
         file.truncate(durable + keep)
