@@ -224,7 +224,6 @@ async def _final_state(
 ) -> tuple[dict[str, Any] | None, CheckerVerdict]:
     """The final weights (a linearizable pull) and the convergence verdict: every replica
     of every group, once it applied what its leader committed, holds the same weights."""
-    deadline = time.monotonic() + settle_s
     client_id = workload.client_id("chaos-final")
     violations: list[Violation] = []
     final: dict[str, Any] | None = None
@@ -234,6 +233,10 @@ async def _final_state(
         except ClientError as exc:  # a cluster that lost the model (a planted bug, say) fails here
             violations.append(Violation(f"the final weights could not be pulled: {str(exc)[:300]}", ()))
     for group, members in sorted(view.store_addresses.items()):
+        # Each group gets the whole settle time: a group that cannot settle (a node that will
+        # not start, say), or a final pull that waited for it, must not leave the next
+        # group none and have it reported as not caught up.
+        deadline = time.monotonic() + settle_s
         digests = await _settled_digests(list(members.values()), workload.model, deadline)
         if len(set(digests.values())) > 1:
             shown = ", ".join(f"{a}: {d[:12]}" for a, d in sorted(digests.items()))
@@ -241,7 +244,9 @@ async def _final_state(
         elif len(digests) < len(members):
             violations.append(
                 Violation(
-                    f"store group {group}: only {len(digests)} of {len(members)} replicas caught up", ()
+                    f"store group {group}: only {len(digests)} of {len(members)} replicas caught up "
+                    f"(not {', '.join(sorted(set(members.values()) - set(digests)))})",
+                    (),
                 )
             )
     verdict = CheckerVerdict(
