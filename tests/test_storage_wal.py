@@ -25,7 +25,7 @@ from consensus.storage import (
 )
 from consensus.storage import files as files_module
 from consensus.storage import wal as wal_module
-from consensus.storage.records import RawRecord, RecordType, scan_records
+from consensus.storage.records import RECORD_HEADER_BYTES, RawRecord, RecordType, scan_records
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CLUSTER = "wal-tests"
@@ -360,6 +360,32 @@ def test_a_last_record_zeroed_after_its_first_bytes_is_a_torn_tail(tmp_path: Pat
         assert storage.last_index == 5
 
 
+@pytest.mark.parametrize("lost", ["header", "header and payload start"])
+def test_an_append_in_a_reused_segment_that_lost_an_earlier_page_is_a_torn_tail(
+    tmp_path: Path, lost: str
+) -> None:
+    """A reused segment is zeroed before its first record, so a power loss during an
+    unsynced append can keep a later page of it and lose an earlier one: zeros where its
+    header belongs, then some of its bytes, then the segment's zeros. No whole record
+    follows the damage, so it is a torn tail, not corruption."""
+    with open_storage(tmp_path) as storage:
+        append(storage, make_entries(1, 5), commit=5)
+        append(storage, [Entry(1, 6, EntryKind.NORMAL, bytes(range(1, 251)) * 40)])
+        (segment,) = storage.segment_paths()
+    last = records_of(segment)[-1]
+    data = bytearray(segment.read_bytes())
+    cut = last.offset + (RECORD_HEADER_BYTES if lost == "header" else 4096)
+    data[last.offset : cut] = bytes(cut - last.offset)  # the page that did not reach the disk
+    data += bytes(64 * 1024)  # the rest of the reused segment: durable zeros
+    segment.write_bytes(bytes(data))
+    with open_storage(tmp_path) as storage:
+        assert storage.last_index == 5
+        assert any("no whole record after it" in note for note in storage.recovery_notes)
+        append(storage, make_entries(6, 2))  # the log goes on from the repaired tail
+    with open_storage(tmp_path) as storage:
+        assert storage.last_index == 7
+
+
 @pytest.mark.parametrize("where", ["payload", "header"])
 def test_a_damaged_record_in_the_middle_raises_naming_file_and_offset(tmp_path: Path, where: str) -> None:
     with open_storage(tmp_path) as storage:
@@ -375,6 +401,7 @@ def test_a_damaged_record_in_the_middle_raises_naming_file_and_offset(tmp_path: 
     assert caught.value.offset == damaged.offset
     assert str(segment) in str(caught.value) and f"byte offset {damaged.offset}" in str(caught.value)
     assert "valid data follows" in str(caught.value)
+    assert f"a whole record at byte offset {damaged.payload_end}" in str(caught.value)
     # The refusal is stable: nothing was "repaired" on the way.
     with pytest.raises(StorageCorruptionError):
         open_storage(tmp_path)

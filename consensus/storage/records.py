@@ -10,14 +10,16 @@ make everything after it look like a torn tail and be thrown away).
 
 How a scan classifies a bad spot at offset ``o`` in a file:
 
-* If the file may end in a torn write (it is the last segment) and nothing but zero bytes
-  follows the bad record, it is a **torn tail**: an interrupted append (a partial header, a
-  record cut short by the end of file, a checksum mismatch in the last record) or space the
-  file system extended with zeros. The scan reports it so the caller can truncate the file
-  back to ``o``.
+* If the file may end in a torn write (it is the last segment) and no whole record (both
+  checksums matching) follows the bad spot, it is a **torn tail**: an interrupted append (a
+  partial header, a record cut short by the end of file, a checksum mismatch in the last
+  record), space the file system extended with zeros, or, in a segment reused in place
+  (zeroed first), an unsynced append of which a later page reached the disk and an earlier
+  one did not: zeros where its header belongs, then some of its bytes. The scan reports it
+  so the caller can truncate the file back to ``o``.
 * Otherwise it is **corruption** and ``StorageCorruptionError`` names the file and ``o``:
-  a bad record followed by data, an unknown type or impossible length under a good header
-  checksum, or any damage in a segment that is not the last one.
+  a bad record with a whole record after it, an unknown type or impossible length under a
+  good header checksum, or any damage in a segment that is not the last one.
 
 The one case no format can tell apart: the last record of the last segment damaged in place
 (bit rot) looks like a torn append and is dropped. Raft tolerates that only for records not
@@ -27,6 +29,7 @@ yet acknowledged, which is why appends are synced before they are acknowledged.
 from __future__ import annotations
 
 import enum
+import re
 import struct
 import zlib
 from collections.abc import Sequence
@@ -155,9 +158,42 @@ def scan_records(
                 if records_max is not None and len(records) >= records_max:
                     break
                 continue
-        only_zeros_follow = data.count(0, after) == size - after
-        if tail_may_be_torn and only_zeros_follow:
+        if not tail_may_be_torn:
+            raise StorageCorruptionError(path, offset, f"{problem} ({not_torn_because})")
+        if data.count(0, after) == size - after:
             return ScanResult(records, offset, TornTail(offset, problem))
-        context = "valid data follows it" if tail_may_be_torn else not_torn_because
-        raise StorageCorruptionError(path, offset, f"{problem} ({context})")
+        whole = _whole_record_after(data, offset)
+        if whole is None:
+            return ScanResult(records, offset, TornTail(offset, f"{problem}, and no whole record after it"))
+        raise StorageCorruptionError(
+            path, offset, f"{problem} (valid data follows it: a whole record at byte offset {whole})"
+        )
     return ScanResult(records, offset, None)
+
+
+# A byte that can be a record's type: where a header may start, 4 bytes before it.
+_TYPE_BYTE = re.compile(b"[" + b"".join(re.escape(bytes([t])) for t in sorted(_KNOWN_TYPES)) + b"]")
+
+
+def _whole_record_after(data: bytes, bad_offset: int) -> int | None:
+    """The offset of the first whole record (header and payload checksums both matching)
+    that starts after ``bad_offset``, or None. Only run on damage: it tries every offset
+    whose type byte is a known type (the regex finds them in C), about 2% of random bytes
+    and none of a run of zeros."""
+    view = memoryview(data)
+    size = len(data)
+    type_at = 4  # the type byte's position in a header (_HEAD): after the u32 length
+    for match in _TYPE_BYTE.finditer(data, bad_offset + 1 + type_at):
+        offset = match.start() - type_at
+        if offset + RECORD_HEADER_BYTES > size:
+            return None
+        length, _, payload_crc = _HEAD.unpack_from(data, offset)
+        payload_start = offset + RECORD_HEADER_BYTES
+        if length > RECORD_PAYLOAD_BYTES_LIMIT or payload_start + length > size:
+            continue
+        (header_crc,) = _HEADER_CRC.unpack_from(data, offset + _HEAD.size)
+        if zlib.crc32(view[offset : offset + _HEAD.size]) != header_crc:
+            continue
+        if zlib.crc32(view[payload_start : payload_start + length]) == payload_crc:
+            return offset
+    return None
