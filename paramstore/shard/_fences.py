@@ -39,12 +39,6 @@ class Fences:
         self._limits = limits
         self._by_model: dict[str, dict[int, int]] = {}
 
-    def __len__(self) -> int:
-        return sum(len(shards) for shards in self._by_model.values())
-
-    def of(self, model: str) -> dict[int, int]:
-        return dict(self._by_model.get(model, {}))
-
     def fence(self, op: pb.ReleaseShard) -> ShardResult:
         """``ReleaseShard`` of a model this group does not hold."""
         self._check(op.shard, op.move_id)
