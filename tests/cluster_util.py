@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from consensus.storage.records import RecordType, scan_records
-from consensus.storage.segments import decode_segment_header, parse_segment_name
+from consensus.storage.segments import decode_segment_header, parse_segment_name, record_seed_of
 from paramstore.client import ClientError, CoordinatorClient
 from paramstore.commands._up import LocalCluster
 from proto import coordinator_service_pb2 as api
@@ -231,7 +231,7 @@ def reset_segments(data_dir: Path) -> list[Path]:
         if parse_segment_name(path.name) is None:
             continue  # a recycled segment file (recycled-*.wal) is not a segment
         data = path.read_bytes()
-        scan = scan_records(data, path, tail_may_be_torn=True, records_max=1)
+        scan = scan_records(data, path, tail_may_be_torn=True, records_max=1, seed=record_seed_of(path))
         if scan.records and scan.records[0].type == RecordType.SEGMENT_HEADER:
             record = scan.records[0]
             header = decode_segment_header(data[record.payload_start : record.payload_end], path)

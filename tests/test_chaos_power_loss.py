@@ -14,6 +14,8 @@ import pytest
 
 from consensus.messages import Entry, EntryKind, HardState, Ready
 from consensus.storage import NodeStorage, StorageConfig, sync_journal
+from consensus.storage.records import RecordType, encode_record
+from consensus.storage.segments import record_seed_of
 from consensus.storage.sync_journal import JournalReader
 from paramstore.chaos._power_loss import describe_cuts, lose_unsynced_writes
 
@@ -97,28 +99,37 @@ def test_a_fully_synced_log_loses_nothing(journal: Path, tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("unsynced_entries", [0, 8])
-def test_a_reused_segments_durable_zeros_are_never_torn(
+def test_a_reused_segment_keeps_its_length_and_its_old_records_are_never_torn(
     journal: Path, tmp_path: Path, unsynced_entries: int
 ) -> None:
-    """A reused segment is zeroed to its end and synced before its first record: past what
-    the node wrote it holds durable zeros. A power loss tears only what was written after the
-    last sync, so whatever the seed, recovery opens the log with every synced entry."""
+    """A reused segment holds records of its previous life past what the node wrote (whole
+    under the old seq's checksum seed, durable from then). A power loss keeps the file's
+    length, tears only what was written after the last sync, and reverts the rest to
+    stand-ins of older bytes; whatever the seed, recovery opens the log with every synced
+    entry."""
     node = tmp_path / "node"
     with open_storage(node) as storage:
         write(storage, 1, 10, synced=True)
         if unsynced_entries:
             write(storage, 11, unsynced_entries, synced=False, commit=10)
         (segment,) = storage.segment_paths()
-    with segment.open("ab") as file:  # the zeroed rest of a reused segment
-        file.write(bytes(256 * 1024))
+    old_seed = record_seed_of(segment) + 7  # an earlier life's seq, as a recycled file has
+    with segment.open("ab") as file:  # the rest of a reused segment: its old records
+        for index in range(40):
+            file.write(encode_record(RecordType.ENTRIES, bytes([index]) * 4000, seed=old_seed))
+    length = segment.stat().st_size
     synced = JournalReader(journal).synced_sizes()
     torn = 0
     for seed in range(30):
         copy = tmp_path / f"copy-{seed}"
         shutil.copytree(node, copy)
         copied = {str(copy / Path(p).relative_to(node)): size for p, size in synced.items()}
-        (cut,) = lose_unsynced_writes(copy / "wal", copied, random.Random(seed))
-        torn += bool(cut.damage)
+        cuts = lose_unsynced_writes(copy / "wal", copied, random.Random(seed))
+        assert len(cuts) == (1 if unsynced_entries else 0)
+        if cuts:
+            torn += bool(cuts[0].damage)
+            assert cuts[0].reverted and "reused" in describe_cuts(cuts)
+        assert (copy / "wal" / segment.name).stat().st_size == length  # a power loss keeps it
         with open_storage(copy) as storage:
             restored = storage.restored_state().entries
         assert restored[:10] == tuple(entry(i) for i in range(1, 11)), seed

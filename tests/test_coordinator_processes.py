@@ -33,6 +33,7 @@ from consensus.storage.failpoints import (
     WAL_AFTER_FSYNC,
 )
 from consensus.storage.records import RecordType, encode_record, scan_records
+from consensus.storage.segments import record_seed_of
 from paramstore.commands._up import LocalCluster, free_ports
 from paramstore.coordinator import (
     CommandResult,
@@ -311,7 +312,8 @@ def test_a_torn_wal_tail_is_repaired_on_start(clusters: MakeCluster) -> None:
         writer = await _write_then_stop(cluster, node, 30)
         segment = _last_segment(cluster, node)
         size = segment.stat().st_size
-        torn = encode_record(RecordType.ENTRIES, bytes(range(256)) * 4)[:300]  # an append cut short
+        record = encode_record(RecordType.ENTRIES, bytes(range(256)) * 4, seed=record_seed_of(segment))
+        torn = record[:300]  # an append cut short
         with segment.open("ab") as file:
             file.write(torn)
         log_offset = cluster.log_size(node)
@@ -323,7 +325,9 @@ def test_a_torn_wal_tail_is_repaired_on_start(clusters: MakeCluster) -> None:
             await client.put("t/after", b"x")
         await verify_node(cluster, node, {**writer.acked, "t/after": b"x"}, "t")
         # New records follow the last whole one: the segment scans clean, garbage-free.
-        scan = scan_records(segment.read_bytes(), segment, tail_may_be_torn=False)
+        scan = scan_records(
+            segment.read_bytes(), segment, tail_may_be_torn=False, seed=record_seed_of(segment)
+        )
         assert scan.torn is None and scan.end_offset == segment.stat().st_size > size
 
     asyncio.run(scenario())
@@ -339,7 +343,12 @@ def test_a_corrupted_wal_record_in_the_middle_stops_the_node_with_a_clear_error(
         writer = await _write_then_stop(cluster, node, 30)
         segment = _last_segment(cluster, node)
         data = bytearray(segment.read_bytes())
-        entries = [r for r in scan_records(bytes(data), segment, tail_may_be_torn=False).records]
+        entries = [
+            r
+            for r in scan_records(
+                bytes(data), segment, tail_may_be_torn=False, seed=record_seed_of(segment)
+            ).records
+        ]
         entries = [r for r in entries if r.type == RecordType.ENTRIES]
         # (How many records depends on how the leader batched its appends to this node.)
         assert len(entries) >= 2, entries

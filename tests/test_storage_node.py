@@ -41,6 +41,7 @@ from consensus.storage import (
 )
 from consensus.storage import wal as wal_module
 from consensus.storage.records import RecordType, scan_records
+from consensus.storage.segments import record_seed_of
 
 CONF = ConfState((1, 2, 3))
 
@@ -149,7 +150,7 @@ def test_a_commit_index_beyond_the_recovered_log_is_corruption(tmp_path: Path) -
         (segment,) = storage.segment_paths()
     # Lose the entries but keep the hard state after them: what a reordering disk could do.
     data = segment.read_bytes()
-    records = scan_records(data, segment, tail_may_be_torn=False).records
+    records = scan_records(data, segment, tail_may_be_torn=False, seed=record_seed_of(segment)).records
     kept = b"".join(data[r.offset : r.payload_end] for r in records if r.type != RecordType.ENTRIES)
     segment.write_bytes(kept)
     with pytest.raises(StorageCorruptionError, match="commit index 5 is beyond the last recovered index 0"):

@@ -25,7 +25,15 @@ from consensus.storage import (
 )
 from consensus.storage import files as files_module
 from consensus.storage import wal as wal_module
-from consensus.storage.records import RECORD_HEADER_BYTES, RawRecord, RecordType, scan_records
+from consensus.storage.records import RECORD_HEADER_BYTES, RawRecord, RecordType, encode_record, scan_records
+from consensus.storage.recycling import recycled_name, recycled_seq
+from consensus.storage.segments import (
+    SegmentHeader,
+    encode_segment_header,
+    parse_segment_name,
+    record_seed,
+    record_seed_of,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CLUSTER = "wal-tests"
@@ -48,7 +56,7 @@ def append(storage: NodeStorage, entries: list[Entry], commit: int | None = None
 
 
 def records_of(path: Path) -> list[RawRecord]:
-    return scan_records(path.read_bytes(), path, tail_may_be_torn=True).records
+    return scan_records(path.read_bytes(), path, tail_may_be_torn=True, seed=record_seed_of(path)).records
 
 
 def flip_byte(path: Path, offset: int) -> None:
@@ -235,7 +243,7 @@ def test_compacted_segments_are_reused_in_place(tmp_path: Path) -> None:
         assert all(p.stat().st_size <= 1024 for p in storage.segment_paths()[:-1])
     with open_storage(tmp_path, segment_bytes_max=1024) as storage:
         assert [e.index for e in storage.restored_state().entries] == list(range(121, 261))
-        assert storage.recovery_notes == ()  # a clean close leaves no zero tail to repair
+        assert storage.recovery_notes == ()  # a clean close leaves no stale tail to repair
 
 
 def test_a_reused_segment_never_yields_records_of_its_previous_life(tmp_path: Path) -> None:
@@ -245,19 +253,32 @@ def test_a_reused_segment_never_yields_records_of_its_previous_life(tmp_path: Pa
         wal_dir = storage.segment_paths()[0].parent
         (reused,) = sorted(wal_dir.glob("recycled-*.wal"))[-1:]
         stale = reused.stat().st_size
+        old_records = scan_records(
+            reused.read_bytes(), reused, tail_may_be_torn=False, seed=recycled_seed(reused)
+        )
         # Roll into the recycled file and write far less than its old content into it.
         while not any(p.stat().st_size == stale for p in storage.segment_paths()):
             append(storage, make_entries(storage.last_index + 1, 5), commit=storage.last_index)
         active = storage.segment_paths()[-1]
-        assert active.stat().st_size == stale  # the old length: zeros after the new records
+        assert active.stat().st_size == stale  # the old length: old records after the new ones
+        new_end = scan_records(
+            active.read_bytes(), active, tail_may_be_torn=True, seed=record_seed_of(active)
+        ).end_offset
+        # The file was not zeroed: past the new records, whole records of its previous life
+        # (under their own seed) are still there.
+        assert any(r.offset >= new_end for r in old_records.records)
         written = storage.last_index
-        # A crash now: copy the files as they are, with the active segment's zero tail.
+        # A crash now: copy the files as they are, with the active segment's stale tail.
         crashed = tmp_path / "crashed"
         shutil.copytree(data, crashed)
     with open_storage(crashed, segment_bytes_max=4096) as storage:
         assert [e.index for e in storage.restored_state().entries] == list(range(301, written + 1))
         assert storage.last_index == written
-        assert any("torn" in note or "zero" in note for note in storage.recovery_notes)
+        assert any("no whole record after it" in note for note in storage.recovery_notes)
+
+
+def recycled_seed(path: Path) -> int:
+    return record_seed(recycled_seq(path))
 
 
 def test_recycling_can_be_turned_off_and_the_pool_is_trimmed_at_open(tmp_path: Path) -> None:
@@ -270,6 +291,40 @@ def test_recycling_can_be_turned_off_and_the_pool_is_trimmed_at_open(tmp_path: P
         assert [e.index for e in storage.restored_state().entries] == list(range(121, 201))
     with pytest.raises(ValueError, match="recycled_segments_max must be >= 0"):
         StorageConfig(recycled_segments_max=-1)
+
+
+def test_a_recycled_file_is_reused_only_for_a_later_seq(tmp_path: Path) -> None:
+    """Its old records are seeded with its old seq: under an equal (or wrapped-equal) seq
+    they would read as whole records of the new segment. Such a file is deleted instead."""
+    marker = b"\xab" * 4096  # what the pool's files hold: a reused one would keep most of it
+    with open_storage(tmp_path, segment_bytes_max=1024, recycled_segments_max=2) as storage:
+        append(storage, make_entries(1, 3), commit=3)
+        wal_dir = storage.segment_paths()[0].parent
+        next_seq = parse_segment_name(storage.segment_paths()[-1].name)[0] + 1  # type: ignore[index]
+        for seq in (next_seq, next_seq + (1 << 32)):
+            (wal_dir / recycled_name(seq)).write_bytes(marker)
+    with open_storage(tmp_path, segment_bytes_max=1024, recycled_segments_max=2) as storage:
+        assert len(list(wal_dir.glob("recycled-*.wal"))) == 2
+        for first in range(4, 60, 5):
+            append(storage, make_entries(first, 5), commit=first + 4)
+        assert len(storage.segment_paths()) > 2
+        assert list(wal_dir.glob("recycled-*.wal")) == []
+        assert not any(marker[:64] in p.read_bytes() for p in storage.segment_paths())
+    with open_storage(tmp_path, segment_bytes_max=1024) as storage:
+        assert [e.index for e in storage.restored_state().entries] == list(range(1, 64))
+
+
+def test_a_segment_of_format_1_is_refused_by_its_version(tmp_path: Path) -> None:
+    """Format 1 did not seed its checksums; the error says which format it is."""
+    with open_storage(tmp_path) as storage:
+        append(storage, make_entries(1, 3), commit=3)
+        (segment,) = storage.segment_paths()
+    seq, first_index = parse_segment_name(segment.name)  # type: ignore[misc]
+    payload = bytearray(encode_segment_header(SegmentHeader(seq, first_index)))
+    payload[8:10] = (1).to_bytes(2, "little")  # the version, after the 8-byte magic
+    segment.write_bytes(encode_record(RecordType.SEGMENT_HEADER, bytes(payload), seed=0))
+    with pytest.raises(StorageCorruptionError, match="unsupported segment format version 1"):
+        open_storage(tmp_path)
 
 
 # ---- refusing bad appends -------------------------------------------------------------------
@@ -364,19 +419,23 @@ def test_a_last_record_zeroed_after_its_first_bytes_is_a_torn_tail(tmp_path: Pat
 def test_an_append_in_a_reused_segment_that_lost_an_earlier_page_is_a_torn_tail(
     tmp_path: Path, lost: str
 ) -> None:
-    """A reused segment is zeroed before its first record, so a power loss during an
-    unsynced append can keep a later page of it and lose an earlier one: zeros where its
-    header belongs, then some of its bytes, then the segment's zeros. No whole record
-    follows the damage, so it is a torn tail, not corruption."""
+    """A reused segment still holds its previous life's records, so a power loss during an
+    unsynced append can keep a later page of it and lose an earlier one: old bytes where its
+    header belongs, then some of its bytes, then more old records. None of those is whole
+    under this segment's seed, so it is a torn tail, not corruption."""
     with open_storage(tmp_path) as storage:
         append(storage, make_entries(1, 5), commit=5)
         append(storage, [Entry(1, 6, EntryKind.NORMAL, bytes(range(1, 251)) * 40)])
         (segment,) = storage.segment_paths()
     last = records_of(segment)[-1]
     data = bytearray(segment.read_bytes())
+    old_seed = record_seed_of(segment) - 1
+    old_life = b"".join(
+        encode_record(RecordType.ENTRIES, bytes([i]) * 1000, seed=old_seed) for i in range(80)
+    )
     cut = last.offset + (RECORD_HEADER_BYTES if lost == "header" else 4096)
-    data[last.offset : cut] = bytes(cut - last.offset)  # the page that did not reach the disk
-    data += bytes(64 * 1024)  # the rest of the reused segment: durable zeros
+    data[last.offset : cut] = old_life[: cut - last.offset]  # the page that did not reach the disk
+    data += old_life  # the rest of the reused segment: its previous life's records
     segment.write_bytes(bytes(data))
     with open_storage(tmp_path) as storage:
         assert storage.last_index == 5

@@ -8,15 +8,25 @@ all little-endian, checksums by ``zlib.crc32``. The header has its own checksum 
 damaged length is caught as damage instead of being trusted (a trusted bad length would
 make everything after it look like a torn tail and be thrown away).
 
+The header checksum starts from a **seed**, the segment's own (``segments.record_seed``,
+from its sequence number), so a record is whole only in the segment life it was written
+in. A compacted segment file is reused in place for a later segment without being zeroed
+first (``recycling.py``): past the new records it still holds records of its previous
+life, and those can never read as records of the new one. (``zlib.crc32(data, seed)`` is
+a bijection of the seed for fixed data: under another seed a header's checksum always
+differs, it does not merely differ with high probability.) The same idea as SQLite's WAL
+salts and RocksDB's recyclable log records.
+
 How a scan classifies a bad spot at offset ``o`` in a file:
 
 * If the file may end in a torn write (it is the last segment) and no whole record (both
-  checksums matching) follows the bad spot, it is a **torn tail**: an interrupted append (a
-  partial header, a record cut short by the end of file, a checksum mismatch in the last
-  record), space the file system extended with zeros, or, in a segment reused in place
-  (zeroed first), an unsynced append of which a later page reached the disk and an earlier
-  one did not: zeros where its header belongs, then some of its bytes. The scan reports it
-  so the caller can truncate the file back to ``o``.
+  checksums matching, under the segment's seed) follows the bad spot, it is a **torn
+  tail**: an interrupted append (a partial header, a record cut short by the end of file,
+  a checksum mismatch in the last record), space the file system extended with zeros, a
+  reused segment's records of its previous life, or an unsynced append in a reused segment
+  of which a later page reached the disk and an earlier one did not (old bytes where its
+  header belongs, then some of its bytes). The scan reports it so the caller can truncate
+  the file back to ``o``.
 * Otherwise it is **corruption** and ``StorageCorruptionError`` names the file and ``o``:
   a bad record with a whole record after it, an unknown type or impossible length under a
   good header checksum, or any damage in a segment that is not the last one.
@@ -47,6 +57,8 @@ __all__ = [
     "TornTail",
     "encode_record",
     "encode_record_parts",
+    "payload_checksum",
+    "record_head",
     "scan_records",
 ]
 
@@ -68,15 +80,22 @@ _HEADER_CRC = struct.Struct("<I")
 RECORD_HEADER_BYTES = _HEAD.size + _HEADER_CRC.size
 
 
-def encode_record(record_type: RecordType, payload: bytes) -> bytes:
-    return b"".join(encode_record_parts(record_type, [payload]))
+def encode_record(record_type: RecordType, payload: bytes, *, seed: int) -> bytes:
+    return b"".join(encode_record_parts(record_type, [payload], seed=seed))
 
 
 def encode_record_parts(
-    record_type: RecordType, payload: Sequence[bytes | memoryview]
+    record_type: RecordType, payload: Sequence[bytes | memoryview], *, seed: int
 ) -> list[bytes | memoryview]:
     """The record whose payload is ``payload`` joined, as its header followed by those same
     buffers: the checksum runs over them in order, nothing is copied."""
+    length, crc = payload_checksum(payload)
+    return [record_head(record_type, length, crc, seed), *payload]
+
+
+def payload_checksum(payload: Sequence[bytes | memoryview]) -> tuple[int, int]:
+    """``(length, crc32)`` of the payload ``payload`` joined: the costly half of a record,
+    which does not depend on the segment it goes into."""
     length = 0
     crc = 0
     for part in payload:
@@ -84,8 +103,13 @@ def encode_record_parts(
         crc = zlib.crc32(part, crc)
     if length > RECORD_PAYLOAD_BYTES_LIMIT:
         raise AssertionError(f"record payload of {length} bytes exceeds the format limit")
-    head = _HEAD.pack(length, record_type, crc)
-    return [head + _HEADER_CRC.pack(zlib.crc32(head)), *payload]
+    return length, crc
+
+
+def record_head(record_type: RecordType, length: int, payload_crc: int, seed: int) -> bytes:
+    """The 13-byte header of a record, its checksum started from ``seed``."""
+    head = _HEAD.pack(length, record_type, payload_crc)
+    return head + _HEADER_CRC.pack(zlib.crc32(head, seed))
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,10 +142,12 @@ def scan_records(
     tail_may_be_torn: bool,
     records_max: int | None = None,
     not_torn_because: str = "no torn write can be here",
+    seed: int,
 ) -> ScanResult:
     """Check and locate the records of ``data`` (a whole file's contents), all of them or the
-    first ``records_max``. ``not_torn_because`` explains, in a corruption error, why a bad
-    spot was not taken for a torn tail when ``tail_may_be_torn`` is false."""
+    first ``records_max``, their header checksums started from ``seed`` (see above).
+    ``not_torn_because`` explains, in a corruption error, why a bad spot was not taken for
+    a torn tail when ``tail_may_be_torn`` is false."""
     records: list[RawRecord] = []
     offset = 0
     size = len(data)
@@ -138,7 +164,7 @@ def scan_records(
             (header_crc,) = unpack_crc(data, header_end)
             payload_start = offset + RECORD_HEADER_BYTES
             payload_end = payload_start + length
-            if crc32(view[offset:header_end]) != header_crc:
+            if crc32(view[offset:header_end], seed) != header_crc:
                 if not any(view[offset : offset + RECORD_HEADER_BYTES]):
                     problem = "zero bytes where a record header belongs"
                 else:
@@ -162,7 +188,7 @@ def scan_records(
             raise StorageCorruptionError(path, offset, f"{problem} ({not_torn_because})")
         if data.count(0, after) == size - after:
             return ScanResult(records, offset, TornTail(offset, problem))
-        whole = _whole_record_after(data, offset)
+        whole = _whole_record_after(data, offset, seed)
         if whole is None:
             return ScanResult(records, offset, TornTail(offset, f"{problem}, and no whole record after it"))
         raise StorageCorruptionError(
@@ -175,7 +201,7 @@ def scan_records(
 _TYPE_BYTE = re.compile(b"[" + b"".join(re.escape(bytes([t])) for t in sorted(_KNOWN_TYPES)) + b"]")
 
 
-def _whole_record_after(data: bytes, bad_offset: int) -> int | None:
+def _whole_record_after(data: bytes, bad_offset: int, seed: int) -> int | None:
     """The offset of the first whole record (header and payload checksums both matching)
     that starts after ``bad_offset``, or None. Only run on damage: it tries every offset
     whose type byte is a known type (the regex finds them in C), about 2% of random bytes
@@ -192,7 +218,7 @@ def _whole_record_after(data: bytes, bad_offset: int) -> int | None:
         if length > RECORD_PAYLOAD_BYTES_LIMIT or payload_start + length > size:
             continue
         (header_crc,) = _HEADER_CRC.unpack_from(data, offset + _HEAD.size)
-        if zlib.crc32(view[offset : offset + _HEAD.size]) != header_crc:
+        if zlib.crc32(view[offset : offset + _HEAD.size], seed) != header_crc:
             continue
         if zlib.crc32(view[payload_start : payload_start + length]) == payload_crc:
             return offset

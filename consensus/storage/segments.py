@@ -6,7 +6,8 @@ SEGMENT_HEADER record carrying a magic, the format version, the same ``seq`` and
 *reset* segment the snapshot it starts from. A reset segment is created when the node
 installs a snapshot from the leader: the whole log before it is discarded. Every segment's
 second record is the hard state current when it was created, so that dropping older
-segments never loses the latest hard state.
+segments never loses the latest hard state. Every record of a segment, its header too,
+has its header checksum seeded with ``record_seed(seq)`` (see ``records.py``).
 """
 
 from __future__ import annotations
@@ -25,11 +26,14 @@ __all__ = [
     "decode_segment_header",
     "encode_segment_header",
     "parse_segment_name",
+    "record_seed",
+    "record_seed_of",
     "segment_name",
 ]
 
 SEGMENT_MAGIC = b"PSWALSEG"
-SEGMENT_FORMAT_VERSION = 1
+# 2: record header checksums seeded with the segment's seq (``record_seed``).
+SEGMENT_FORMAT_VERSION = 2
 _FLAG_RESET = 1
 _KNOWN_FLAGS = _FLAG_RESET
 _PAYLOAD = struct.Struct("<8sHHQQQQ")  # magic, version, flags, seq, first_index, reset_index, reset_term
@@ -61,6 +65,20 @@ def parse_segment_name(name: str) -> tuple[int, int] | None:
     if match is None:
         return None
     return int(match.group(1)), int(match.group(2))
+
+
+def record_seed(seq: int) -> int:
+    """The seed of the record header checksums of segment ``seq`` (``records.py``): a file
+    reused for a later segment gets a later seq, so its old records are not whole in it."""
+    return seq & 0xFFFF_FFFF
+
+
+def record_seed_of(path: Path) -> int:
+    """``record_seed`` of the segment file ``path``, from its name."""
+    parsed = parse_segment_name(path.name)
+    if parsed is None:
+        raise ValueError(f"{path.name!r} is not a segment file name (<seq>-<first_index>.wal)")
+    return record_seed(parsed[0])
 
 
 def encode_segment_header(header: SegmentHeader) -> bytes:

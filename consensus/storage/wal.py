@@ -36,13 +36,20 @@ from consensus.storage.config import FsyncPolicy, StorageConfig
 from consensus.storage.entry_batch import encode_entry_batches
 from consensus.storage.errors import StorageSyncError
 from consensus.storage.files import remove_files, sync_directory, sync_file, write_all_parts
-from consensus.storage.records import RECORD_HEADER_BYTES, RecordType, encode_record, encode_record_parts
-from consensus.storage.recycling import recycled_name, recycled_paths, zero_range
+from consensus.storage.records import (
+    RECORD_HEADER_BYTES,
+    RecordType,
+    encode_record,
+    payload_checksum,
+    record_head,
+)
+from consensus.storage.recycling import recycled_name, recycled_paths, recycled_seq
 from consensus.storage.segments import (
     SEGMENT_HEADER_PAYLOAD_BYTES,
     SegmentHeader,
     SegmentInfo,
     encode_segment_header,
+    record_seed,
     segment_name,
 )
 from consensus.storage.wal_recovery import RecoveredWal, recover_wal
@@ -58,11 +65,14 @@ _PREAMBLE_BYTES_MAX = 2 * RECORD_HEADER_BYTES + SEGMENT_HEADER_PAYLOAD_BYTES + 3
 
 @dataclass(frozen=True, slots=True)
 class _Pending:
-    """One encoded record (in parts, see ``encode_record_parts``) and the log state once
+    """One record, checksummed but without its header (whose checksum is seeded by the
+    segment it lands in, which is known only when it is written), and the log state once
     it is written."""
 
-    parts: list[bytes | memoryview]
-    size: int
+    type: RecordType
+    payload: Sequence[bytes | memoryview]
+    payload_bytes: int
+    payload_crc: int
     last_index: int
     hard_state: HardState
     max_entry_index: int  # 0 unless an ENTRIES record
@@ -188,21 +198,20 @@ class WriteAheadLog:
                         f"entries starting at {first} would replace committed entries (commit {state.commit})"
                     )
                 last = first - 1
-                record = encode_record(RecordType.TRUNCATE, first.to_bytes(8, "little"))
-                pending.append(_Pending([record], len(record), last, state, 0))
+                pending.append(_pending(RecordType.TRUNCATE, [first.to_bytes(8, "little")], last, state, 0))
             payload_bytes_max = self._config.record_bytes_max - RECORD_HEADER_BYTES
             # Records no bigger than a segment's room, so big batches still fill segments evenly.
             segment_room = self._config.segment_bytes_max - _PREAMBLE_BYTES_MAX - RECORD_HEADER_BYTES
             target = min(payload_bytes_max, segment_room)
             for batch in encode_entry_batches(entries, target, payload_bytes_max):
                 last = batch.last_index
-                parts = encode_record_parts(RecordType.ENTRIES, batch.parts)
-                pending.append(_Pending(parts, RECORD_HEADER_BYTES + batch.size, last, state, last))
+                pending.append(_pending(RecordType.ENTRIES, batch.parts, last, state, last))
         if hard_state is not None:
             _check_hard_state(state, hard_state, max(last, self._base_index))
             state = hard_state
-            record = encode_record(RecordType.HARD_STATE, codec.encode_hard_state(hard_state))
-            pending.append(_Pending([record], len(record), last, state, 0))
+            pending.append(
+                _pending(RecordType.HARD_STATE, [codec.encode_hard_state(hard_state)], last, state, 0)
+            )
         return pending
 
     def _write(self, pending: list[_Pending]) -> None:
@@ -211,14 +220,17 @@ class WriteAheadLog:
         for item in pending:
             segment = self._segments[-1]
             size = segment.size_bytes + chunk_bytes
+            item_bytes = RECORD_HEADER_BYTES + item.payload_bytes
             # A segment holding only its preamble takes any record, however large: no endless rolling.
-            if size > _PREAMBLE_BYTES_MAX and size + item.size > self._config.segment_bytes_max:
+            if size > _PREAMBLE_BYTES_MAX and size + item_bytes > self._config.segment_bytes_max:
                 self._flush(chunk)
                 chunk, chunk_bytes = [], 0
                 self._roll()
                 segment = self._segments[-1]
-            chunk.extend(item.parts)
-            chunk_bytes += item.size
+            seed = record_seed(segment.header.seq)
+            chunk.append(record_head(item.type, item.payload_bytes, item.payload_crc, seed))
+            chunk.extend(item.payload)
+            chunk_bytes += item_bytes
             self._last_index = item.last_index
             self._hard_state = item.hard_state
             segment.max_entry_index = max(segment.max_entry_index, item.max_entry_index)
@@ -241,7 +253,7 @@ class WriteAheadLog:
         self._cut_recycled_tail()
         if self._config.syncs:
             self._sync_active()
-        recycled = self._recycled.pop() if self._recycled else None
+        recycled = self._take_recycled(header.seq)
         path, size = _create_segment(
             self.directory, header, self._hard_state, sync=self._config.syncs, recycled=recycled
         )
@@ -250,8 +262,21 @@ class WriteAheadLog:
         self._fd = fd
         self._segments.append(SegmentInfo(path, header, size, 0))
 
+    def _take_recycled(self, seq: int) -> Path | None:
+        """A recycled file for segment ``seq``, if the pool has one. Its old records are
+        seeded with its old seq, so only a file whose old seq is lower (and not a multiple
+        of 2^32 lower, the seed's width) may take ``seq``; any other is deleted (a pool
+        left beside a log that started over, say)."""
+        while self._recycled:
+            path = self._recycled.pop()
+            old = recycled_seq(path)
+            if old < seq and record_seed(old) != record_seed(seq):
+                return path
+            remove_files([path], self.directory, sync=self._config.syncs)
+        return None
+
     def _cut_recycled_tail(self) -> None:
-        """A reused file is longer than what was written into it: cut the zeros off."""
+        """A reused file is longer than what was written into it: cut its old records off."""
         size = self._segments[-1].size_bytes
         if os.fstat(self._fd).st_size > size:
             os.ftruncate(self._fd, size)
@@ -358,6 +383,17 @@ class WriteAheadLog:
         self._fd = -1
 
 
+def _pending(
+    record_type: RecordType,
+    payload: Sequence[bytes | memoryview],
+    last_index: int,
+    hard_state: HardState,
+    max_entry_index: int,
+) -> _Pending:
+    length, crc = payload_checksum(payload)
+    return _Pending(record_type, payload, length, crc, last_index, hard_state, max_entry_index)
+
+
 def _check_hard_state(previous: HardState, new: HardState, last_index: int) -> None:
     if new.term < previous.term:
         raise InvalidRequestError(f"hard state term goes back from {previous.term} to {new.term}")
@@ -373,12 +409,15 @@ def _create_segment(
     """Create a complete segment (header + hard state) atomically; its path and size.
 
     A new file is written under a temporary name, synced and renamed. A ``recycled`` file is
-    written in place: the preamble, then zeros to its end, synced before the rename, so that
-    nothing of its previous life is left to be read as records of this segment.
+    written in place: the preamble over its start, synced, then renamed. The rest of it
+    still holds records of its previous life, which under this segment's checksum seed are
+    never whole (``records.py``): recovery reads them as a torn tail, and the records
+    written from here on overwrite them.
     """
     path = directory / segment_name(header.seq, header.first_index)
-    data = encode_record(RecordType.SEGMENT_HEADER, encode_segment_header(header)) + encode_record(
-        RecordType.HARD_STATE, codec.encode_hard_state(hard_state)
+    seed = record_seed(header.seq)
+    data = encode_record(RecordType.SEGMENT_HEADER, encode_segment_header(header), seed=seed) + encode_record(
+        RecordType.HARD_STATE, codec.encode_hard_state(hard_state), seed=seed
     )
     if len(data) > _PREAMBLE_BYTES_MAX:
         raise AssertionError(f"segment preamble of {len(data)} bytes exceeds {_PREAMBLE_BYTES_MAX}")
@@ -386,7 +425,6 @@ def _create_segment(
     flags = os.O_WRONLY | os.O_CLOEXEC | (0 if recycled is not None else os.O_CREAT | os.O_EXCL)
     fd = os.open(source, flags, 0o644)
     try:
-        zero_range(fd, len(data), os.fstat(fd).st_size)
         written = os.pwrite(fd, data, 0)
         if written != len(data):
             raise OSError(f"segment preamble: pwrite wrote {written} of {len(data)} bytes")

@@ -44,6 +44,8 @@ from consensus.storage.segments import (
     SegmentInfo,
     decode_segment_header,
     parse_segment_name,
+    record_seed,
+    record_seed_of,
 )
 
 __all__ = ["RecoveredWal", "decode_truncate_index", "recover_wal"]
@@ -89,7 +91,13 @@ def recover_wal(directory: Path, snapshot: SnapshotMeta | None, *, sync: bool) -
         data = segment.path.read_bytes()
         is_last = position == len(loaded) - 1
         why = "in a segment that is not the last one"
-        scan = scan_records(data, segment.path, tail_may_be_torn=is_last, not_torn_because=why)
+        scan = scan_records(
+            data,
+            segment.path,
+            tail_may_be_torn=is_last,
+            not_torn_because=why,
+            seed=record_seed(segment.header.seq),
+        )
         if scan.torn is not None:
             _truncate_torn_tail(segment.path, len(data), scan.torn, sync, notes)
         max_entry_index = replay.apply_segment(segment.path, data, scan.records)
@@ -128,7 +136,13 @@ def _read_header(path: Path) -> _Segment:
     with path.open("rb") as file:
         data = file.read(RECORD_HEADER_BYTES + SEGMENT_HEADER_PAYLOAD_BYTES)
     why = "segments are created whole, under a temporary name"
-    scan = scan_records(data, path, tail_may_be_torn=False, records_max=1, not_torn_because=why)
+    try:
+        scan = scan_records(
+            data, path, tail_may_be_torn=False, records_max=1, not_torn_because=why, seed=record_seed_of(path)
+        )
+    except StorageCorruptionError:
+        _refuse_older_format(data, path)
+        raise
     if not scan.records or scan.records[0].type != RecordType.SEGMENT_HEADER:
         raise StorageCorruptionError(path, 0, "the segment does not start with a segment header record")
     record = scan.records[0]
@@ -137,6 +151,19 @@ def _read_header(path: Path) -> _Segment:
     except ValueError as exc:
         raise StorageCorruptionError(path, 0, f"bad segment header: {exc}") from None
     return _Segment(path, header)
+
+
+def _refuse_older_format(data: bytes, path: Path) -> None:
+    """Format 1 did not seed record checksums: a header that reads only unseeded is one of
+    those, and the version in it makes a clearer error than a checksum mismatch."""
+    try:
+        scan = scan_records(data, path, tail_may_be_torn=False, records_max=1, seed=0)
+        record = scan.records[0]
+        decode_segment_header(data[record.payload_start : record.payload_end], path)
+    except (StorageCorruptionError, IndexError):
+        return
+    except ValueError as exc:
+        raise StorageCorruptionError(path, 0, f"bad segment header: {exc}") from None
 
 
 def _drop_incomplete_install(
@@ -165,7 +192,8 @@ def _drop_incomplete_install(
         raise StorageCorruptionError(
             segment.path, 0, f"reset segment for a missing snapshot at index {reset_index} is not the last"
         )
-    scan = scan_records(segment.path.read_bytes(), segment.path, tail_may_be_torn=True)
+    seed = record_seed(segment.header.seq)
+    scan = scan_records(segment.path.read_bytes(), segment.path, tail_may_be_torn=True, seed=seed)
     for record in scan.records:
         if record.type not in (RecordType.SEGMENT_HEADER, RecordType.HARD_STATE):
             raise StorageCorruptionError(

@@ -16,12 +16,16 @@ the second, for one node whose processes are dead:
   bug) still leaves a log prefix the node can open, which is what makes its loss visible
   as lost acknowledged writes rather than as a node that cannot start.
 * Half the time (seeded) the cut segment keeps a random part of its unsynced bytes instead,
-  with its last few bytes zeroed or overwritten with garbage: a torn write. Unsynced bytes
-  are those the node wrote: a reused segment's zeros past its last record were synced
-  before the segment took its name, so they are durable and never torn. The damage stays
+  with its last few bytes zeroed or overwritten with garbage: a torn write. The damage stays
   inside the last record it reaches, the shape of an interrupted append that recovery
   truncates away (``consensus.storage.records``); damage with whole records after it is
   bit rot, which recovery refuses by design and which no fsync policy can protect against.
+* Unsynced bytes are those the node wrote, up to the end of the segment's whole records.
+  A reused segment (``consensus.storage.recycling``) goes on past them with records of its
+  previous life, durable from then: a power loss keeps its length, and the unsynced bytes
+  it loses revert to what the disk held before. The page cache no longer shows those, so
+  random bytes stand in for them (as a recycled file's old records do, they are never
+  whole in the new segment). A segment that grew is cut back instead.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from pathlib import Path
 
 from consensus.storage.errors import StorageCorruptionError
 from consensus.storage.records import RECORD_HEADER_BYTES, scan_records
-from consensus.storage.segments import parse_segment_name
+from consensus.storage.segments import parse_segment_name, record_seed_of
 
 __all__ = ["SegmentCut", "describe_cuts", "lose_unsynced_writes"]
 
@@ -48,10 +52,11 @@ class SegmentCut:
     """What a simulated power loss did to one segment file."""
 
     name: str
-    size: int  # bytes before
-    kept: int  # bytes after (0 when removed)
+    size: int  # bytes the node wrote (the file's length, unless reused)
+    kept: int  # of those, bytes left (0 when removed)
     removed: bool = False
     damage: str = ""  # how the kept bytes end, for a torn write
+    reverted: bool = False  # a reused segment: the lost bytes hold stand-ins of old ones
 
     @property
     def lost(self) -> int:
@@ -71,8 +76,8 @@ def lose_unsynced_writes(wal_dir: Path, synced: Mapping[str, int], rng: random.R
             continue
         preamble = _preamble_bytes(path)
         durable = max(synced.get(os.path.abspath(path), 0), preamble if preamble is not None else size)
-        if size > durable:
-            cuts.append(_cut(path, size, durable, rng))
+        if size > durable and (cut := _cut(path, durable, rng)) is not None:
+            cuts.append(cut)
     return cuts
 
 
@@ -87,7 +92,8 @@ def describe_cuts(cuts: list[SegmentCut]) -> str:
             parts.append(f"segment {seq} removed")
         else:
             torn = f", torn: {cut.damage}" if cut.damage else ""
-            parts.append(f"segment {seq} {cut.size} -> {cut.kept} bytes{torn}")
+            reverted = ", reused: older bytes after them" if cut.reverted else ""
+            parts.append(f"segment {seq} {cut.size} -> {cut.kept} bytes{torn}{reverted}")
     return f"truncated {sum(c.lost for c in cuts)} unsynced bytes ({'; '.join(parts)})"
 
 
@@ -96,7 +102,7 @@ def _preamble_bytes(path: Path) -> int | None:
     with path.open("rb") as file:
         data = file.read(_PREAMBLE_READ_BYTES)
     try:
-        scan = scan_records(data, path, tail_may_be_torn=True, records_max=2)
+        scan = scan_records(data, path, tail_may_be_torn=True, records_max=2, seed=record_seed_of(path))
     except StorageCorruptionError:
         return None
     if len(scan.records) < 2:
@@ -104,33 +110,39 @@ def _preamble_bytes(path: Path) -> int | None:
     return scan.records[1].payload_end
 
 
-def _cut(path: Path, size: int, durable: int, rng: random.Random) -> SegmentCut:
-    with path.open("rb") as file:
-        file.seek(durable)
-        unsynced = file.read(size - durable)
-    # Only bytes the node wrote after its last sync can be torn. A reused segment was zeroed
-    # to its end, and synced, before its first record: past the last record it holds those
-    # zeros, durable ones, which no power loss turns into anything else.
-    unsynced = unsynced.rstrip(b"\0")
-    if len(unsynced) < 2 or rng.random() < 0.5:
-        os.truncate(path, durable)
-        return SegmentCut(path.name, size, durable)
-    with path.open("r+b") as file:
+def _cut(path: Path, durable: int, rng: random.Random) -> SegmentCut | None:
+    data = path.read_bytes()
+    size = len(data)
+    try:
+        written = scan_records(data, path, tail_may_be_torn=True, seed=record_seed_of(path)).end_offset
+    except StorageCorruptionError:
+        written = size
+    if written <= durable:
+        return None  # nothing written since the last sync (a reused segment's old bytes follow)
+    reused = written < size
+    unsynced = data[durable:written]
+    keep, at, garbled, how = 0, 0, b"", ""
+    if len(unsynced) >= 2 and rng.random() >= 0.5:
         keep = rng.randrange(1, len(unsynced))
         at, garbled, how = _tear(unsynced[:keep], path, rng)
-        file.truncate(durable + keep)
+    with path.open("r+b") as file:
+        if reused:
+            file.seek(durable + keep)
+            file.write(rng.randbytes(written - durable - keep))
+        else:
+            file.truncate(durable + keep)
         if garbled:
             file.seek(durable + at)
             file.write(garbled)
-    damage = f"kept {keep} of {len(unsynced)} unsynced bytes{how}"
-    return SegmentCut(path.name, size, durable + keep, damage=damage)
+    damage = f"kept {keep} of {len(unsynced)} unsynced bytes{how}" if keep else ""
+    return SegmentCut(path.name, written, durable + keep, damage=damage, reverted=reused)
 
 
 def _tear(kept: bytes, path: Path, rng: random.Random) -> tuple[int, bytes, str]:
     """Damage for the end of ``kept`` (unsynced bytes that start at a record boundary) that
     stays inside its last record: (offset in ``kept``, the bytes, a description)."""
     try:
-        scan = scan_records(kept, path, tail_may_be_torn=True)
+        scan = scan_records(kept, path, tail_may_be_torn=True, seed=record_seed_of(path))
     except StorageCorruptionError:  # not at a record boundary after all: the cut alone tears it
         return len(kept), b"", ""
     # Where the last record the cut reaches starts: an incomplete one, or the last whole one.
