@@ -21,6 +21,7 @@ from consensus.storage import (
     StorageCorruptionError,
     failpoints,
 )
+from consensus.storage.snapshots import SnapshotStore
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CLUSTER = "snapshot-tests"
@@ -104,6 +105,30 @@ def test_a_damaged_snapshot_file_is_refused(tmp_path: Path, where: str) -> None:
     assert str(path) in str(caught.value)
     if where in ("data", "meta", "checksum"):
         assert "checksum mismatch" in str(caught.value)
+
+
+def test_pruned_snapshot_files_are_written_over_in_place(tmp_path: Path) -> None:
+    with_log(tmp_path)
+    with open_storage(tmp_path, snapshots_kept_max=1) as storage:
+        storage.save_snapshot(snapshot_at(5, size=2 << 20))
+        storage.save_snapshot(snapshot_at(10, size=100))
+        (recycled,) = list(tmp_path.rglob("recycled-*.snapshot"))  # the pool holds one
+        inode = recycled.stat().st_ino
+        storage.save_snapshot(snapshot_at(15, size=1000))  # shorter than the file it reuses
+        (latest,) = storage.snapshot_paths()
+        assert latest.stat().st_ino == inode and not recycled.exists()
+        assert SnapshotStore(latest.parent, StorageConfig()).load(latest) == snapshot_at(15, size=1000)
+        storage.save_snapshot(snapshot_at(20, size=3 << 20))  # longer than the file it reuses
+    with open_storage(tmp_path) as storage:
+        assert storage.restored_state().snapshot == snapshot_at(20, size=3 << 20)
+    with open_storage(tmp_path, snapshots_kept_max=1, recycled_snapshots_max=0) as storage:
+        assert list(tmp_path.rglob("recycled-*.snapshot")) == []  # the pool trimmed at open
+        storage.save_snapshot(snapshot_at(25))
+        assert list(tmp_path.rglob("recycled-*.snapshot")) == []
+    with open_storage(tmp_path) as storage:
+        assert storage.restored_state().snapshot == snapshot_at(25)
+    with pytest.raises(ValueError, match="recycled_snapshots_max must be >= 0"):
+        StorageConfig(recycled_snapshots_max=-1)
 
 
 def test_leftover_temporary_files_are_removed_at_open(tmp_path: Path) -> None:
@@ -204,16 +229,21 @@ _SNAPSHOT_FAILPOINTS = [
 ]
 
 
+@pytest.mark.parametrize("recycled", [False, True], ids=["new-file", "recycled-file"])
 @pytest.mark.parametrize("mode", ["application", "install"])
 @pytest.mark.parametrize("failpoint", _SNAPSHOT_FAILPOINTS)
 def test_a_crash_at_a_snapshot_failpoint_leaves_the_old_or_the_new_state(
-    tmp_path: Path, failpoint: str, mode: str
+    tmp_path: Path, failpoint: str, mode: str, recycled: bool
 ) -> None:
     old_snapshot = snapshot_at(10)
     with open_storage(tmp_path) as storage:
         storage.save_ready(Ready(entries=make_entries(1, 30), hard_state=HardState(1, 1, 30)))
+        if recycled:  # a pruned file, longer than the new snapshot, for the child to write over
+            storage.save_snapshot(snapshot_at(5, size=3 << 20))
+            storage.save_snapshot(snapshot_at(8))
         storage.save_snapshot(old_snapshot)
         old_segments = storage.segment_paths()
+    assert len(list(tmp_path.rglob("recycled-*.snapshot"))) == int(recycled)
     env = {**os.environ, failpoints.ENV_VARIABLE: failpoint, "PYTHONPATH": str(REPO_ROOT)}
     child = subprocess.run(
         [sys.executable, "-c", _SNAPSHOT_CHILD, str(tmp_path), mode],

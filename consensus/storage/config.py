@@ -53,6 +53,9 @@ class StorageConfig:
     # Four cover a store's compaction (a snapshot per 256 MiB of 64 MiB segments); the disk
     # they hold is bounded by recycled_segments_max x segment_bytes_max.
     recycled_segments_max: int = 4
+    # Pruned snapshot files kept to write the next snapshot into in place, for the same
+    # reason (``snapshots.py``); 0 deletes them. Each holds a snapshot's worth of disk.
+    recycled_snapshots_max: int = 1
 
     def __post_init__(self) -> None:
         try:
@@ -74,6 +77,8 @@ class StorageConfig:
             raise ValueError(f"snapshot_bytes_max must be >= 1, got {self.snapshot_bytes_max}")
         if self.recycled_segments_max < 0:
             raise ValueError(f"recycled_segments_max must be >= 0, got {self.recycled_segments_max}")
+        if self.recycled_snapshots_max < 0:
+            raise ValueError(f"recycled_snapshots_max must be >= 0, got {self.recycled_snapshots_max}")
         if self.snapshots_kept_max < 1:
             raise ValueError(f"snapshots_kept_max must be >= 1, got {self.snapshots_kept_max}")
 
