@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import textwrap
+import zlib
 from pathlib import Path
 
 import pytest
@@ -315,14 +317,16 @@ def test_a_recycled_file_is_reused_only_for_a_later_seq(tmp_path: Path) -> None:
 
 
 def test_a_segment_of_format_1_is_refused_by_its_version(tmp_path: Path) -> None:
-    """Format 1 did not seed its checksums; the error says which format it is."""
+    """Format 1 used zlib's CRC32, unseeded: its checksums fail under format 2, and the error
+    says which format the file is."""
     with open_storage(tmp_path) as storage:
         append(storage, make_entries(1, 3), commit=3)
         (segment,) = storage.segment_paths()
     seq, first_index = parse_segment_name(segment.name)  # type: ignore[misc]
     payload = bytearray(encode_segment_header(SegmentHeader(seq, first_index)))
     payload[8:10] = (1).to_bytes(2, "little")  # the version, after the 8-byte magic
-    segment.write_bytes(encode_record(RecordType.SEGMENT_HEADER, bytes(payload), seed=0))
+    head = struct.pack("<IBI", len(payload), RecordType.SEGMENT_HEADER, zlib.crc32(payload))
+    segment.write_bytes(head + struct.pack("<I", zlib.crc32(head)) + payload)  # format 1's framing
     with pytest.raises(StorageCorruptionError, match="unsupported segment format version 1"):
         open_storage(tmp_path)
 

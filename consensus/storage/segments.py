@@ -26,13 +26,14 @@ __all__ = [
     "decode_segment_header",
     "encode_segment_header",
     "parse_segment_name",
+    "peek_format_version",
     "record_seed",
     "record_seed_of",
     "segment_name",
 ]
 
 SEGMENT_MAGIC = b"PSWALSEG"
-# 2: record header checksums seeded with the segment's seq (``record_seed``).
+# 2: CRC32C record checksums, header checksums seeded with the segment's seq (``record_seed``).
 SEGMENT_FORMAT_VERSION = 2
 _FLAG_RESET = 1
 _KNOWN_FLAGS = _FLAG_RESET
@@ -87,6 +88,16 @@ def encode_segment_header(header: SegmentHeader) -> bytes:
     return _PAYLOAD.pack(
         SEGMENT_MAGIC, SEGMENT_FORMAT_VERSION, flags, header.seq, header.first_index, reset_index, reset_term
     )
+
+
+def peek_format_version(payload: bytes) -> int | None:
+    """The format version a segment header's payload claims, unchecked; None if the payload
+    does not start with the segment magic. Only to word an error better: an older format's
+    checksums do not verify under this one's."""
+    if len(payload) < _PAYLOAD.size or not payload.startswith(SEGMENT_MAGIC):
+        return None
+    version: int = _PAYLOAD.unpack_from(payload)[1]
+    return version
 
 
 def decode_segment_header(payload: bytes, path: Path) -> SegmentHeader:

@@ -19,7 +19,7 @@ Layout (little-endian)::
     magic "PSSNAPSH" | format_version u16 | flags u16 | meta_length u32 | data_length u64
     meta   (consensus.codec SnapshotMeta: index, term, membership)
     data   (the application's state machine image)
-    crc32 u32 of everything before it
+    crc32c u32 of everything before it (CRC32C, as the WAL's records)
 
 The newest file is the snapshot: if it is damaged, loading raises ``StorageCorruptionError``
 rather than silently falling back to an older state.
@@ -31,8 +31,9 @@ import os
 import re
 import struct
 import threading
-import zlib
 from pathlib import Path
+
+from crc32c import crc32c
 
 from consensus import codec
 from consensus.errors import InvalidMessageError
@@ -46,7 +47,7 @@ from proto import raft_pb2
 __all__ = ["SNAPSHOT_FORMAT_VERSION", "SnapshotStore"]
 
 SNAPSHOT_MAGIC = b"PSSNAPSH"
-SNAPSHOT_FORMAT_VERSION = 1
+SNAPSHOT_FORMAT_VERSION = 2  # 2: CRC32C instead of zlib's CRC32
 _HEADER = struct.Struct("<8sHHIQ")
 _TRAILER = struct.Struct("<I")
 _META_BYTES_MAX = 1024 * 1024
@@ -108,7 +109,7 @@ class SnapshotStore:
             )
         crc_offset = size - _TRAILER.size
         (stored_crc,) = _TRAILER.unpack_from(data, crc_offset)
-        actual_crc = zlib.crc32(memoryview(data)[:crc_offset])
+        actual_crc = crc32c(memoryview(data)[:crc_offset])
         if actual_crc != stored_crc:
             raise StorageCorruptionError(
                 path,
@@ -150,14 +151,14 @@ class SnapshotStore:
         else:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
-            crc = zlib.crc32(meta_bytes, zlib.crc32(header))
+            crc = crc32c(meta_bytes, crc32c(header))
             write_all(fd, header + meta_bytes)
             view = memoryview(snapshot.data)
             half = len(view) // 2
-            crc = zlib.crc32(view[:half], crc)
+            crc = crc32c(view[:half], crc)
             write_all(fd, view[:half])
             failpoints.hit(failpoints.SNAPSHOT_MID_WRITE)
-            crc = zlib.crc32(view[half:], crc)
+            crc = crc32c(view[half:], crc)
             write_all(fd, view[half:])
             write_all(fd, _TRAILER.pack(crc))
             if recycled is not None:

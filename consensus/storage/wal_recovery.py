@@ -39,11 +39,13 @@ from consensus.storage.errors import StorageCorruptionError
 from consensus.storage.files import remove_files, sync_file
 from consensus.storage.records import RECORD_HEADER_BYTES, RawRecord, RecordType, TornTail, scan_records
 from consensus.storage.segments import (
+    SEGMENT_FORMAT_VERSION,
     SEGMENT_HEADER_PAYLOAD_BYTES,
     SegmentHeader,
     SegmentInfo,
     decode_segment_header,
     parse_segment_name,
+    peek_format_version,
     record_seed,
     record_seed_of,
 )
@@ -154,16 +156,15 @@ def _read_header(path: Path) -> _Segment:
 
 
 def _refuse_older_format(data: bytes, path: Path) -> None:
-    """Format 1 did not seed record checksums: a header that reads only unseeded is one of
-    those, and the version in it makes a clearer error than a checksum mismatch."""
-    try:
-        scan = scan_records(data, path, tail_may_be_torn=False, records_max=1, seed=0)
-        record = scan.records[0]
-        decode_segment_header(data[record.payload_start : record.payload_end], path)
-    except (StorageCorruptionError, IndexError):
-        return
-    except ValueError as exc:
-        raise StorageCorruptionError(path, 0, f"bad segment header: {exc}") from None
+    """A header whose checksum fails but whose payload names another format version is a
+    segment of that format (format 1 used zlib's CRC32, unseeded): say so."""
+    version = peek_format_version(
+        data[RECORD_HEADER_BYTES : RECORD_HEADER_BYTES + SEGMENT_HEADER_PAYLOAD_BYTES]
+    )
+    if version is not None and version != SEGMENT_FORMAT_VERSION:
+        raise StorageCorruptionError(
+            path, 0, f"unsupported segment format version {version} (this build: {SEGMENT_FORMAT_VERSION})"
+        )
 
 
 def _drop_incomplete_install(
