@@ -59,7 +59,6 @@ __all__ = [
     "ScanResult",
     "TornTail",
     "encode_record",
-    "encode_record_parts",
     "payload_checksum",
     "record_head",
     "scan_records",
@@ -84,16 +83,9 @@ RECORD_HEADER_BYTES = _HEAD.size + _HEADER_CRC.size
 
 
 def encode_record(record_type: RecordType, payload: bytes, *, seed: int) -> bytes:
-    return b"".join(encode_record_parts(record_type, [payload], seed=seed))
-
-
-def encode_record_parts(
-    record_type: RecordType, payload: Sequence[bytes | memoryview], *, seed: int
-) -> list[bytes | memoryview]:
-    """The record whose payload is ``payload`` joined, as its header followed by those same
-    buffers: the checksum runs over them in order, nothing is copied."""
-    length, crc = payload_checksum(payload)
-    return [record_head(record_type, length, crc, seed), *payload]
+    """A small record, whole (big ones are written as ``record_head`` + their own buffers)."""
+    length, crc = payload_checksum([payload])
+    return record_head(record_type, length, crc, seed) + payload
 
 
 def payload_checksum(payload: Sequence[bytes | memoryview]) -> tuple[int, int]:
