@@ -8,7 +8,7 @@ Everything else goes through the generated classes.
 
 from __future__ import annotations
 
-__all__ = ["LEN", "VARINT", "read_varint", "tag", "varint"]
+__all__ = ["LEN", "VARINT", "NotCanonicalError", "read_varint", "scan_fields", "tag", "text", "varint"]
 
 VARINT = 0  # wire type of int32/uint64/bool/enum fields
 LEN = 2  # wire type of string/bytes/message fields
@@ -48,3 +48,48 @@ def read_varint(data: bytes | memoryview, offset: int, end: int) -> tuple[int, i
         if shift >= 70:
             raise ValueError("varint longer than 10 bytes")
     raise ValueError("varint cut short")
+
+
+class NotCanonicalError(ValueError):
+    """Bytes that are not in the one form a hand parser takes (each field once unless it is
+    repeated, no unknown wire types): the caller parses them with protobuf instead, so that
+    a message means the same whichever way it was read."""
+
+
+def scan_fields(
+    data: memoryview, start: int, end: int, repeated: frozenset[int] = frozenset()
+) -> list[tuple[int, int, int, int]]:
+    """The fields of the message in ``data[start:end]`` as (number, wire type, first,
+    second): a VARINT's value and 0, or a LEN field's (start, end) in ``data``.
+    ``NotCanonicalError`` for a field number seen twice (other than the ``repeated`` ones),
+    a wire type other than VARINT and LEN, or a length past ``end``."""
+    items: list[tuple[int, int, int, int]] = []
+    seen: set[int] = set()
+    offset = start
+    while offset < end:
+        key, offset = read_varint(data, offset, end)
+        number, wire_type = key >> 3, key & 7
+        if number in seen and number not in repeated:
+            raise NotCanonicalError(f"field {number} appears twice")
+        seen.add(number)
+        if wire_type == VARINT:
+            value, offset = read_varint(data, offset, end)
+            items.append((number, wire_type, value, 0))
+        elif wire_type == LEN:
+            length, offset = read_varint(data, offset, end)
+            if offset + length > end:
+                raise NotCanonicalError(f"field {number} runs past its message")
+            items.append((number, wire_type, offset, offset + length))
+            offset += length
+        else:
+            raise NotCanonicalError(f"field {number} has wire type {wire_type}")
+    return items
+
+
+def text(data: memoryview, start: int, end: int) -> str:
+    """``data[start:end]`` as UTF-8 text (protobuf's ``string``); ``NotCanonicalError`` if
+    it is not valid UTF-8."""
+    try:
+        return str(data[start:end], "utf-8")
+    except UnicodeDecodeError:
+        raise NotCanonicalError("a string field is not UTF-8") from None

@@ -33,6 +33,7 @@ import ml_dtypes
 import numpy as np
 import numpy.typing as npt
 
+from paramstore._piece_wire import Piece, encode_push_pieces, parse_pull_response
 from paramstore.client._coordinator_client import CoordinatorClient, parse_addresses
 from paramstore.client._errors import (
     ClientError,
@@ -511,15 +512,16 @@ class StoreClient:
         step: int,
         lane: int = 0,
     ) -> GroupPushResult:
-        messages = self._push_messages(route, blocks)
-        messages[0].step = step
+        header, piece_messages = self._push_messages(route, blocks)
+        header.step = step
         group_state = self._group(group)
         state: _Lane = group_state if lane == 0 else group_state.lanes.setdefault(lane, _Lane())
         async with state.lock:
             state.sequence += 1
             sequence = state.sequence
-            messages[0].client_id = self.client_id if lane == 0 else f"{self.client_id}~lane{lane}"
-            messages[0].sequence = sequence
+            header.client_id = self.client_id if lane == 0 else f"{self.client_id}~lane{lane}"
+            header.sequence = sequence
+            messages = [header.SerializeToString(), *piece_messages]
             attempts = 0
 
             def call(stub: api_grpc.StoreStub, timeout_s: float) -> Awaitable[api.PushResponse]:
@@ -534,26 +536,20 @@ class StoreClient:
 
     def _push_messages(
         self, route: Route, blocks: Mapping[str, npt.NDArray[np.float32]]
-    ) -> list[api.PushRequest]:
-        """The stream: a header message, then messages of about ``piece_bytes`` bytes, each
-        key's pieces one after the other (built once, resent as is on a retry)."""
+    ) -> tuple[api.PushRequest, list[bytes]]:
+        """The stream: a header message (its client id, sequence and step are set by the
+        caller), then messages of about ``piece_bytes`` bytes, framed by hand straight from
+        the blocks (``paramstore._piece_wire``), each key's pieces one after the other; built
+        once, resent as they are on a retry."""
         header = api.PushRequest(model=route.spec.name, config_number=route.config_number)
-        messages = [header]
-        current: api.PushRequest = header
-        held = 0
         dtype = _WIRE_DTYPES[self.gradient_dtype][1]
+        pieces: list[Piece] = []
         for key, block in blocks.items():
-            flat = block.reshape(-1)
-            step_elements = max(1, self.piece_bytes // flat.itemsize)
-            for start in range(0, flat.size, step_elements) if flat.size else range(1):
-                chunk = flat[start : start + step_elements].tobytes()  # one copy of each byte
-                if held and held + len(chunk) > self.piece_bytes:
-                    current = api.PushRequest()
-                    messages.append(current)
-                    held = 0
-                current.gradients.append(api.TensorPiece(key=key, dtype=dtype, data=chunk))
-                held += len(chunk)
-        return messages
+            data = np.ascontiguousarray(block).reshape(-1).view(np.uint8).data
+            step_bytes = block.itemsize * max(1, self.piece_bytes // block.itemsize)
+            for start in range(0, data.nbytes, step_bytes) if data.nbytes else range(1):
+                pieces.append(Piece(key, dtype, data[start : start + step_bytes]))
+        return header, encode_push_pieces(pieces, self.piece_bytes)
 
     # ---- pull -----------------------------------------------------------------------------
 
@@ -624,13 +620,20 @@ class StoreClient:
 
             async def call(
                 stub: api_grpc.StoreStub, timeout_s: float, request: api.PullRequest = request
-            ) -> tuple[dict[str, list[bytes]], int]:
-                pieces: dict[str, list[bytes]] = {}
+            ) -> tuple[dict[str, list[bytes | memoryview]], int]:
+                pieces: dict[str, list[bytes | memoryview]] = {}
                 first_step: int | None = None
-                async for message in stub.Pull(request, timeout=timeout_s):
+                # Raw bytes (see _StoreStub): the pieces stay slices of what grpcio received.
+                async for raw in stub.Pull(request, timeout=timeout_s):
+                    message_step, message_pieces = parse_pull_response(raw)
                     if first_step is None:
-                        first_step = int(message.step)
-                    for piece in message.weights:
+                        first_step = message_step
+                    for piece in message_pieces:
+                        if piece.dtype != shard_pb.D_TYPE_FLOAT32:
+                            raise ClientError(
+                                f"store group {group} sent key {piece.key!r} as dtype {piece.dtype}, "
+                                "expected float32"
+                            )
                         pieces.setdefault(piece.key, []).append(piece.data)
                 return pieces, first_step or 0
 
@@ -833,9 +836,33 @@ class StoreClient:
         if stub is None:
             channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
             self._channels[address] = channel
-            stub = api_grpc.StoreStub(channel)
+            stub = _StoreStub(channel)
             self._stubs[address] = stub
         return stub
+
+
+class _StoreStub(api_grpc.StoreStub):
+    """The generated stub, except for the tensor streams (``paramstore._piece_wire``):
+    ``Push`` sends messages serialized already, and ``Pull`` yields each response's bytes as
+    grpcio received them, for ``parse_pull_response`` to read the weights in place."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        super().__init__(channel)
+        self.Push = channel.stream_unary(
+            _method_path("Push"),
+            request_serializer=None,
+            response_deserializer=api.PushResponse.FromString,
+        )
+        self.Pull = channel.unary_stream(
+            _method_path("Pull"),
+            request_serializer=api.PullRequest.SerializeToString,
+            response_deserializer=None,
+        )
+
+
+def _method_path(name: str) -> str:
+    service = api.DESCRIPTOR.services_by_name["Store"]
+    return f"/{service.full_name}/{service.methods_by_name[name].name}"
 
 
 class _Moved(Exception):

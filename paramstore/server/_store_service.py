@@ -22,11 +22,14 @@ from typing import NoReturn
 
 import grpc
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from consensus.errors import NotLeaderError, ProposalDroppedError, ProposalTooLargeError
 from consensus.runtime import NodeStoppedError
+from paramstore._piece_wire import Piece, PushMessage, encode_pull_responses, parse_push_request
 from paramstore.server._coordinator_service import LEADER_ADDRESS_METADATA, LEADER_ID_METADATA
 from paramstore.server._replica import Replica
+from paramstore.server._service_handlers import add_servicer
 from paramstore.server._store_batcher import BatcherLimits, PendingPush, PushBatcher, QueueFullError
 from paramstore.shard import (
     ClientSequence,
@@ -117,7 +120,9 @@ class StoreService(api_grpc.StoreServicer):
         self._applied = asyncio.Event()
 
     def register(self, server: grpc.aio.Server) -> None:
-        api_grpc.add_StoreServicer_to_server(self, server)
+        # The tensor streams go as bytes framed by hand (paramstore._piece_wire).
+        service = api.DESCRIPTOR.services_by_name["Store"]
+        add_servicer(server, self, service, raw_requests={"Push"}, raw_responses={"Pull"})
 
     async def close(self) -> None:
         await self.batcher.close()
@@ -139,8 +144,10 @@ class StoreService(api_grpc.StoreServicer):
     # ---- Push ---------------------------------------------------------------------------------
 
     async def Push(
-        self, request_iterator: AsyncIterator[api.PushRequest], context: grpc.aio.ServicerContext
+        self, request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext
     ) -> api.PushResponse:
+        """Receives ``PushRequest`` messages as bytes (``register`` hands them over as they
+        came): ``parse_push_request`` reads the gradients in place."""
         op = await self._receive_push(request_iterator, context)
         await self._require_leader(context)
         refusal = self._machine.check_push(op)
@@ -174,18 +181,18 @@ class StoreService(api_grpc.StoreServicer):
         return _push_response(result, merged)
 
     async def _receive_push(
-        self, request_iterator: AsyncIterator[api.PushRequest], context: grpc.aio.ServicerContext
+        self, request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext
     ) -> PushOp:
         """The stream as one ``Push`` command of one (client, sequence); INVALID_ARGUMENT for a
         malformed stream (header fields after the first message, a key split apart, a
         dtype that changes within a key, too many bytes)."""
-        header: api.PushRequest | None = None
-        pieces: dict[str, list[bytes]] = {}
+        header: PushMessage | None = None
+        pieces: dict[str, list[bytes | memoryview]] = {}
         dtypes: dict[str, int] = {}
         current = ""
         total_bytes = 0
         messages = 0
-        async for message in request_iterator:
+        async for raw in request_iterator:  # raw bytes (see register): pieces stay slices of them
             messages += 1
             if messages > self.limits.push_messages_max:
                 await _abort(
@@ -193,13 +200,17 @@ class StoreService(api_grpc.StoreServicer):
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"push stream of over {self.limits.push_messages_max} messages",
                 )
+            try:
+                message = parse_push_request(raw)
+            except DecodeError as exc:
+                await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"push message {messages}: {exc}")
             if header is None:
                 header = message
-            elif _has_header_fields(message):
+            elif message.has_header_fields:
                 await _abort(
                     context, grpc.StatusCode.INVALID_ARGUMENT, "header fields go in the first message only"
                 )
-            for piece in message.gradients:
+            for piece in message.pieces:
                 total_bytes += len(piece.data)
                 if total_bytes > self.limits.push_bytes_max:
                     await _abort(
@@ -241,9 +252,9 @@ class StoreService(api_grpc.StoreServicer):
 
     # ---- Pull ---------------------------------------------------------------------------------
 
-    async def Pull(
-        self, request: api.PullRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[api.PullResponse]:
+    async def Pull(self, request: api.PullRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        """Streams ``PullResponse`` messages, already serialized (``register`` sends them as
+        they are)."""
         piece_bytes = request.piece_bytes_max or self.limits.piece_bytes_default
         if piece_bytes > self.limits.piece_bytes_max:
             await _abort(
@@ -271,23 +282,16 @@ class StoreService(api_grpc.StoreServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"pull of {total} bytes is over {self.limits.pull_bytes_max}; ask for fewer keys",
             )
-        # The pieces are copied straight out of the weights, all before the first yield (one
-        # copy of each byte, not a whole-key copy that is then sliced again).
-        step_elements = max(1, piece_bytes // 4)
-        copies = [
-            (key, view[start : start + step_elements].tobytes())
+        # Every message is written before the first yield: one copy of each byte, straight
+        # out of the weights, all of one applied index (paramstore._piece_wire).
+        step_bytes = 4 * max(1, piece_bytes // 4)  # whole float32 elements
+        pieces = [
+            Piece(key, shard_pb.D_TYPE_FLOAT32, data[start : start + step_bytes])
             for key, view in views.items()
-            for start in (range(0, view.size, step_elements) if view.size else range(1))
+            for data in (view.reshape(-1).view(np.uint8).data,)
+            for start in (range(0, data.nbytes, step_bytes) if data.nbytes else range(1))
         ]
-        message = api.PullResponse(step=step)
-        held, sent = 0, 0
-        for key, chunk in copies:
-            message.weights.append(api.TensorPiece(key=key, dtype=shard_pb.D_TYPE_FLOAT32, data=chunk))
-            held += len(chunk)
-            if held >= piece_bytes:
-                yield message
-                message, held, sent = api.PullResponse(), 0, sent + 1
-        if message.weights or not sent:
+        for message in encode_pull_responses(step, pieces, piece_bytes):
             yield message
 
     async def _wait_ready(self, request: api.PullRequest, context: grpc.aio.ServicerContext) -> None:
@@ -462,10 +466,6 @@ class StoreService(api_grpc.StoreServicer):
                 "not applied in time; outcome unknown (a retry with the same sequence is safe)",
             )
         raise exc
-
-
-def _has_header_fields(message: api.PushRequest) -> bool:
-    return any((message.model, message.client_id, message.sequence, message.config_number, message.step))
 
 
 def _push_response(result: ShardResult, merged: int) -> api.PushResponse:

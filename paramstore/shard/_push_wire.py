@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from consensus.protowire import LEN, VARINT, read_varint, tag, varint
+from consensus.protowire import LEN, VARINT, NotCanonicalError, scan_fields, tag, text, varint
 from paramstore.shard._tensors import wire_array
 from paramstore.shard._types import ClientSequence
 from proto import shard_pb2 as pb
@@ -153,58 +153,19 @@ def encode_push_command(
     return b"".join(parts)
 
 
-class _NotCanonical(Exception):
-    """The bytes are not in the form ``parse_push_command`` takes: protobuf parses them."""
-
-
-class _Fields:
-    """The fields of one message in ``data[start:end]``: (number, wire type, value), where a
-    LEN value is the (start, end) of its bytes; each field number at most once, except the
-    ``repeated`` ones."""
-
-    def __init__(self, data: memoryview, start: int, end: int, repeated: frozenset[int] = frozenset()):
-        self.items: list[tuple[int, int, int, int]] = []
-        seen: set[int] = set()
-        offset = start
-        while offset < end:
-            key, offset = read_varint(data, offset, end)
-            number, wire_type = key >> 3, key & 7
-            if number in seen and number not in repeated:
-                raise _NotCanonical
-            seen.add(number)
-            if wire_type == VARINT:
-                value, offset = read_varint(data, offset, end)
-                self.items.append((number, wire_type, value, 0))
-            elif wire_type == LEN:
-                length, offset = read_varint(data, offset, end)
-                if offset + length > end:
-                    raise _NotCanonical
-                self.items.append((number, wire_type, offset, offset + length))
-                offset += length
-            else:
-                raise _NotCanonical
-
-
-def _text(data: memoryview, start: int, end: int) -> str:
-    try:
-        return str(data[start:end], "utf-8")
-    except UnicodeDecodeError:
-        raise _NotCanonical from None
-
-
 def parse_push_command(data: bytes) -> PushOp | None:
     """The Push command in ``data`` (a whole ``ShardCommand``), its tensors' data slices of
     ``data``; ``None`` when ``data`` is anything else or not in the canonical form."""
     view = memoryview(data)
     try:
-        command = _Fields(view, 0, len(view))
-        if len(command.items) != 1:
+        command = scan_fields(view, 0, len(view))
+        if len(command) != 1:
             return None
-        number, wire_type, start, end = command.items[0]
+        number, wire_type, start, end = command[0]
         if (number, wire_type) != (_COMMAND_PUSH, LEN):
             return None
         return _parse_push(view, start, end)
-    except (_NotCanonical, ValueError):
+    except ValueError:  # NotCanonicalError too
         return None
 
 
@@ -213,11 +174,11 @@ def _parse_push(view: memoryview, start: int, end: int) -> PushOp:
     config_number = step = now_ms = 0
     covers: list[ClientSequence] = []
     gradients: list[KeyGradient] = []
-    for number, wire_type, first, second in _Fields(
+    for number, wire_type, first, second in scan_fields(
         view, start, end, repeated=frozenset({_PUSH_COVERS, _PUSH_GRADIENTS})
-    ).items:
+    ):
         if (number, wire_type) == (_PUSH_MODEL, LEN):
-            model = _text(view, first, second)
+            model = text(view, first, second)
         elif (number, wire_type) == (_PUSH_COVERS, LEN):
             covers.append(_parse_cover(view, first, second))
         elif (number, wire_type) == (_PUSH_CONFIG, VARINT):
@@ -229,45 +190,45 @@ def _parse_push(view: memoryview, start: int, end: int) -> PushOp:
         elif (number, wire_type) == (_PUSH_NOW, VARINT):
             now_ms = first
         else:
-            raise _NotCanonical
+            raise NotCanonicalError(f"unexpected field {number}")
     return PushOp(model, tuple(covers), config_number, tuple(gradients), step, now_ms)
 
 
 def _parse_cover(view: memoryview, start: int, end: int) -> ClientSequence:
     client_id, sequence = "", 0
-    for number, wire_type, first, second in _Fields(view, start, end).items:
+    for number, wire_type, first, second in scan_fields(view, start, end):
         if (number, wire_type) == (_COVER_CLIENT, LEN):
-            client_id = _text(view, first, second)
+            client_id = text(view, first, second)
         elif (number, wire_type) == (_COVER_SEQUENCE, VARINT):
             sequence = first
         else:
-            raise _NotCanonical
+            raise NotCanonicalError(f"unexpected field {number}")
     return ClientSequence(client_id, sequence)
 
 
 def _parse_gradient(view: memoryview, start: int, end: int) -> KeyGradient:
     key = ""
     tensor = WireTensor(0, b"")
-    for number, wire_type, first, second in _Fields(view, start, end).items:
+    for number, wire_type, first, second in scan_fields(view, start, end):
         if (number, wire_type) == (_KEY_KEY, LEN):
-            key = _text(view, first, second)
+            key = text(view, first, second)
         elif (number, wire_type) == (_KEY_TENSOR, LEN):
             tensor = _parse_tensor(view, first, second)
         else:
-            raise _NotCanonical
+            raise NotCanonicalError(f"unexpected field {number}")
     return KeyGradient(key, tensor)
 
 
 def _parse_tensor(view: memoryview, start: int, end: int) -> WireTensor:
     dtype = 0
     data: bytes | memoryview = b""
-    for number, wire_type, first, second in _Fields(view, start, end).items:
+    for number, wire_type, first, second in scan_fields(view, start, end):
         if (number, wire_type) == (_TENSOR_DTYPE, VARINT):
             if first >= 1 << 31:  # an enum is an int32 on the wire; protobuf would differ
-                raise _NotCanonical
+                raise NotCanonicalError(f"dtype {first} is not an int32")
             dtype = first
         elif (number, wire_type) == (_TENSOR_DATA, LEN):
             data = view[first:second]
         else:
-            raise _NotCanonical
+            raise NotCanonicalError(f"unexpected field {number}")
     return WireTensor(dtype, data)
