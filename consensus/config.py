@@ -43,6 +43,13 @@ class RaftConfig:
     # request), and delays only the followers' applies, which no write waits for.
     broadcast_commit: bool = True
 
+    @property
+    def lost_append_rounds(self) -> int:
+        """Heartbeat rounds a follower in REPLICATE may answer, with appends outstanding,
+        before its leader takes the appends for lost and probes it again: an election
+        timeout's worth."""
+        return -(-self.election_timeout_ticks // self.heartbeat_interval_ticks)
+
     def __post_init__(self) -> None:
         if self.node_id <= 0:
             raise ValueError(f"node_id must be a positive integer, got {self.node_id}")

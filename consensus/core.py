@@ -607,7 +607,7 @@ class RaftCore:
         t = msg.type
         if t == _MT.APPEND_RESPONSE:
             pr.recent_active = True
-            pr.append_response_seen = True
+            pr.silent_rounds = 0
             self._handle_append_response(msg, pr)
         elif t == _MT.HEARTBEAT_RESPONSE:
             if msg.context > self._heartbeat_round:
@@ -654,12 +654,17 @@ class RaftCore:
         if pr.state == ProgressState.PROBE:
             pr.probe_sent = False
         elif pr.state == ProgressState.REPLICATE and pr.match < self.log.last_index:
-            if not pr.append_response_seen:
-                # Nothing came back for a whole heartbeat round: appends were probably lost.
+            pr.silent_rounds += 1
+            if pr.silent_rounds >= self.config.lost_append_rounds:
+                # The follower answers heartbeats but has answered no append for an election
+                # timeout: appends were probably lost. Not sooner: a heartbeat's answer needs
+                # no disk, so it overtakes the answer to an append still being persisted (a
+                # 16 MiB entry, say), and sending those appends again would double the load.
                 pr.become_probe()
             elif pr.is_paused():
                 pr.in_flight.popleft()
-        pr.append_response_seen = False
+        else:
+            pr.silent_rounds = 0
         if pr.state == ProgressState.SNAPSHOT:
             self._send_snapshot_chunk(msg.sender, pr)  # resend: a chunk may have been lost
         elif pr.match < self.log.last_index:

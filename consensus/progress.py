@@ -21,13 +21,13 @@ class ProgressState(enum.IntEnum):
 
 class Progress:
     __slots__ = (
-        "append_response_seen",
         "in_flight",
         "is_learner",
         "match",
         "next",
         "probe_sent",
         "recent_active",
+        "silent_rounds",
         "snapshot_index",
         "snapshot_offset",
         "state",
@@ -44,7 +44,9 @@ class Progress:
         self.in_flight: deque[int] = deque()
         self.is_learner = is_learner
         self.recent_active = False
-        self.append_response_seen = False
+        # Heartbeat rounds this follower answered, with appends outstanding, since it last
+        # answered an append (see RaftCore._handle_heartbeat_response).
+        self.silent_rounds = 0
         self.snapshot_index = 0
         self.snapshot_offset = 0
 
@@ -62,6 +64,7 @@ class Progress:
         self.state = ProgressState.PROBE
         self.probe_sent = False
         self.in_flight.clear()
+        self.silent_rounds = 0
         self.snapshot_index = 0
         self.snapshot_offset = 0
 

@@ -141,7 +141,7 @@ def test_progress_goes_probe_then_replicate_and_back_to_probe_after_silence() ->
     for f in followers:
         pr = core.progress(f)
         assert pr is not None and pr.state == ProgressState.REPLICATE and pr.match == core.log.last_index
-    # A follower whose appends go unanswered for a heartbeat round is probed again.
+    # A follower whose appends go unanswered for an election timeout is probed again.
     silent = followers[0]
     holder.predicate = lambda m: m.type == MT.APPEND_RESPONSE and m.sender == silent
     cluster.isolate(silent)
@@ -149,9 +149,14 @@ def test_progress_goes_probe_then_replicate_and_back_to_probe_after_silence() ->
         cluster.propose(leader, b"e%d" % k)
     assert core.progress(silent).state == ProgressState.REPLICATE  # type: ignore[union-attr]
     cluster.heal()
-    # Heartbeats get through, appends do not get answered: within a couple of heartbeat
-    # rounds the leader stops streaming and probes.
-    cluster.tick_until(lambda: core.progress(silent).state == ProgressState.PROBE, 3)  # type: ignore[union-attr]
+    # Heartbeats get through, appends do not get answered. For fewer than an election
+    # timeout's worth of heartbeat rounds the leader goes on streaming (the answers may only
+    # be late, behind the fsync of a big entry); then it stops and probes.
+    rounds, every = core.config.lost_append_rounds, core.config.heartbeat_interval_ticks
+    assert rounds == -(-core.config.election_timeout_ticks // every) and rounds > 1
+    cluster.tick((rounds - 1) * every)
+    assert _state(cluster, leader, silent) == ProgressState.REPLICATE
+    cluster.tick_until(lambda: core.progress(silent).state == ProgressState.PROBE, 2 * every)  # type: ignore[union-attr]
     mark = len(cluster.sent)
     cluster.tick(3)
     probes = sent_since(cluster, mark, MT.APPEND, leader, silent)
