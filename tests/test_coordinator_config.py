@@ -10,6 +10,8 @@ from consensus.storage import FsyncPolicy
 from paramstore import cli
 from paramstore.commands._coordinator import ConfigError, options_from, parse_peers
 
+NODE_1 = ["--id", "1", "--listen", "h:1", "--peers", "1=h:1", "--data-dir", "d"]
+
 
 def parse(*argv: str):  # type: ignore[no-untyped-def]
     return cli._build_parser().parse_args(["coordinator", *argv])
@@ -49,7 +51,7 @@ def test_a_toml_file_sets_everything_and_flags_win(tmp_path: Path) -> None:
     config = tmp_path / "node.toml"
     config.write_text(
         'id = 3\nlisten = "127.0.0.1:7003"\ndata-dir = "/data/c3"\ncluster_id = "prod"\n'
-        'fsync = "never"\ntick-ms = 10\nelection_ticks = 20\n'
+        'fsync = "never"\ntick-ms = 10\nelection_ticks = 20\nheartbeat-ticks = 4\n'
         '[peers]\n1 = "127.0.0.1:7001"\n2 = "127.0.0.1:7002"\n3 = "127.0.0.1:7003"\n'
     )
     options, _ = options_from(parse("--config", str(config), "--fsync", "batch"))
@@ -57,6 +59,7 @@ def test_a_toml_file_sets_everything_and_flags_win(tmp_path: Path) -> None:
     assert sorted(options.peers) == [1, 2, 3]
     assert options.fsync is FsyncPolicy.BATCH  # the flag wins over the file
     assert options.tick_interval_ms == 10.0 and options.election_timeout_ticks == 20
+    assert options.heartbeat_interval_ticks == 4
 
 
 @pytest.mark.parametrize(
@@ -69,6 +72,11 @@ def test_a_toml_file_sets_everything_and_flags_win(tmp_path: Path) -> None:
         (
             ["--id", "1", "--listen", "h:1", "--peers", "1=h:1", "--data-dir", "d", "--tick-ms", "0"],
             "--tick-ms",
+        ),
+        ([*NODE_1, "--heartbeat-ticks", "0"], "--heartbeat-ticks must be a number >= 1"),
+        (
+            [*NODE_1, "--heartbeat-ticks", "10", "--election-ticks", "9"],
+            r"--heartbeat-ticks \(10\) must be below --election-ticks \(9\)",
         ),
     ],
 )

@@ -2,7 +2,8 @@
 
 Settings come from flags, or from a TOML file (``--config FILE``) whose keys are the long
 flag names with dashes or underscores (``id``, ``listen``, ``peers``, ``data-dir``,
-``cluster-id``, ``fsync``, ``join``, ``tick-ms``, ``election-ticks``, ``snapshot-entries``);
+``cluster-id``, ``fsync``, ``join``, ``tick-ms``, ``election-ticks``, ``heartbeat-ticks``,
+``snapshot-entries``);
 a flag given on the command line wins over the file. ``peers`` is ``ID=HOST:PORT,...`` in
 a flag and either that string or a table ``{1 = "HOST:PORT", ...}`` in the file.
 """
@@ -22,7 +23,7 @@ from typing import Any
 
 from consensus.storage import FsyncPolicy, StorageError
 from consensus.transport import TransportError
-from paramstore.server import CoordinatorDaemon, ReplicaOptions
+from paramstore.server import HEARTBEAT_TICKS_DEFAULT, CoordinatorDaemon, ReplicaOptions
 
 __all__ = ["add_parser", "parse_peers", "run"]
 
@@ -36,6 +37,7 @@ _KEYS = {
     "join",
     "tick_ms",
     "election_ticks",
+    "heartbeat_ticks",
     "snapshot_entries",
     "log_level",
     "fault_injection",
@@ -46,6 +48,7 @@ _DEFAULTS: dict[str, Any] = {
     "join": False,
     "tick_ms": 25.0,
     "election_ticks": 10,
+    "heartbeat_ticks": HEARTBEAT_TICKS_DEFAULT,
     "snapshot_entries": 10_000,
     "log_level": "info",
     "fault_injection": False,
@@ -79,6 +82,11 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument("--tick-ms", type=float, help="Raft tick interval in ms (default 25)")
     parser.add_argument("--election-ticks", type=int, help="election timeout in ticks (default 10)")
+    parser.add_argument(
+        "--heartbeat-ticks",
+        type=int,
+        help=f"leader heartbeat every N ticks, below --election-ticks (default {HEARTBEAT_TICKS_DEFAULT})",
+    )
     parser.add_argument(
         "--snapshot-entries", type=int, help="snapshot every N applied entries (default 10000)"
     )
@@ -160,12 +168,22 @@ def options_from(args: argparse.Namespace) -> tuple[ReplicaOptions, str]:
         fsync = FsyncPolicy(settings["fsync"])
     except ValueError:
         raise ConfigError(f"--fsync must be one of always, batch, never; got {settings['fsync']!r}") from None
-    numbers = {"tick_ms": (float, 1.0), "election_ticks": (int, 2), "snapshot_entries": (int, 1)}
+    numbers = {
+        "tick_ms": (float, 1.0),
+        "election_ticks": (int, 2),
+        "heartbeat_ticks": (int, 1),
+        "snapshot_entries": (int, 1),
+    }
     for name, (kind, minimum) in numbers.items():
         value = settings[name]
         if not isinstance(value, int | float) or isinstance(value, bool) or value < minimum:
             raise ConfigError(f"--{name.replace('_', '-')} must be a number >= {minimum}, got {value!r}")
         settings[name] = kind(value)
+    if settings["heartbeat_ticks"] >= settings["election_ticks"]:
+        raise ConfigError(
+            f"--heartbeat-ticks ({settings['heartbeat_ticks']}) must be below --election-ticks "
+            f"({settings['election_ticks']})"
+        )
     cluster_id = str(settings["cluster_id"])
     if not cluster_id:
         raise ConfigError("--cluster-id must not be empty")
@@ -179,6 +197,7 @@ def options_from(args: argparse.Namespace) -> tuple[ReplicaOptions, str]:
         join=_flag(settings, "join"),
         tick_interval_ms=settings["tick_ms"],
         election_timeout_ticks=settings["election_ticks"],
+        heartbeat_interval_ticks=settings["heartbeat_ticks"],
         snapshot_every_entries=settings["snapshot_entries"],
         fault_injection=_flag(settings, "fault_injection"),
         broadcast_commit=False,

@@ -19,7 +19,7 @@ from consensus.storage import FsyncPolicy, StorageError
 from consensus.transport import TransportError
 from paramstore.commands._common import coordinator_addresses
 from paramstore.commands._coordinator import ConfigError, _check_listen_address, parse_peers
-from paramstore.server import ReplicaOptions, StoreDaemon
+from paramstore.server import HEARTBEAT_TICKS_DEFAULT, ReplicaOptions, StoreDaemon
 
 __all__ = ["add_parser", "options_from", "run"]
 
@@ -47,6 +47,12 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument("--tick-ms", type=float, default=25.0, help="Raft tick interval in ms (default 25)")
     parser.add_argument("--election-ticks", type=int, default=10, help="election timeout, ticks (default 10)")
+    parser.add_argument(
+        "--heartbeat-ticks",
+        type=int,
+        default=HEARTBEAT_TICKS_DEFAULT,
+        help=f"leader heartbeat every N ticks, below --election-ticks (default {HEARTBEAT_TICKS_DEFAULT})",
+    )
     parser.add_argument(
         "--snapshot-entries", type=int, default=10_000, help="snapshot every N entries (default 10000)"
     )
@@ -78,6 +84,11 @@ def options_from(args: argparse.Namespace) -> tuple[ReplicaOptions, list[str]]:
         raise ConfigError(
             "--tick-ms must be >= 1, --election-ticks >= 2, --snapshot-entries >= 1, --snapshot-mib >= 1"
         )
+    if not 1 <= args.heartbeat_ticks < args.election_ticks:
+        raise ConfigError(
+            f"--heartbeat-ticks must be >= 1 and below --election-ticks ({args.election_ticks}), "
+            f"got {args.heartbeat_ticks}"
+        )
     if not args.cluster_id:
         raise ConfigError("--cluster-id must not be empty")
     coordinators = coordinator_addresses(args.coordinators) if args.coordinators else []
@@ -91,6 +102,7 @@ def options_from(args: argparse.Namespace) -> tuple[ReplicaOptions, list[str]]:
         fsync=FsyncPolicy(args.fsync),
         tick_interval_ms=args.tick_ms,
         election_timeout_ticks=args.election_ticks,
+        heartbeat_interval_ticks=args.heartbeat_ticks,
         snapshot_every_entries=args.snapshot_entries,
         snapshot_every_bytes=args.snapshot_mib << 20,
         fault_injection=args.fault_injection,
