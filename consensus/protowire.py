@@ -8,7 +8,17 @@ Everything else goes through the generated classes.
 
 from __future__ import annotations
 
-__all__ = ["LEN", "VARINT", "NotCanonicalError", "read_varint", "scan_fields", "tag", "text", "varint"]
+__all__ = [
+    "LEN",
+    "VARINT",
+    "NotCanonicalError",
+    "enum_value",
+    "read_varint",
+    "scan_fields",
+    "tag",
+    "text",
+    "varint",
+]
 
 VARINT = 0  # wire type of int32/uint64/bool/enum fields
 LEN = 2  # wire type of string/bytes/message fields
@@ -93,3 +103,11 @@ def text(data: memoryview, start: int, end: int) -> str:
         return str(data[start:end], "utf-8")
     except UnicodeDecodeError:
         raise NotCanonicalError("a string field is not UTF-8") from None
+
+
+def enum_value(value: int) -> int:
+    """A VARINT read for an enum field: protobuf reads an enum as an int32, so a value of
+    2**31 or more would mean something else to it (``NotCanonicalError``)."""
+    if value >= 1 << 31:
+        raise NotCanonicalError(f"enum value {value} is not an int32")
+    return value

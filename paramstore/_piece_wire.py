@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from consensus.protowire import LEN, VARINT, NotCanonicalError, scan_fields, tag, text, varint
+from consensus.protowire import LEN, VARINT, NotCanonicalError, enum_value, scan_fields, tag, text, varint
 from proto import store_service_pb2 as api
 
 __all__ = [
@@ -226,9 +226,7 @@ def _parse_piece(view: memoryview, start: int, end: int) -> Piece:
         if (number, wire_type) == (_PIECE_KEY, LEN):
             key = text(view, first, second)
         elif (number, wire_type) == (_PIECE_DTYPE, VARINT):
-            if first >= 1 << 31:  # an enum is an int32 on the wire; protobuf would differ
-                raise NotCanonicalError(f"dtype {first} is not an int32")
-            dtype = first
+            dtype = enum_value(first)
         elif (number, wire_type) == (_PIECE_DATA, LEN):
             data = view[first:second]
         else:

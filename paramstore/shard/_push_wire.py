@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from consensus.protowire import LEN, VARINT, NotCanonicalError, scan_fields, tag, text, varint
+from consensus.protowire import LEN, VARINT, NotCanonicalError, enum_value, scan_fields, tag, text, varint
 from paramstore.shard._tensors import wire_array
 from paramstore.shard._types import ClientSequence
 from proto import shard_pb2 as pb
@@ -224,9 +224,7 @@ def _parse_tensor(view: memoryview, start: int, end: int) -> WireTensor:
     data: bytes | memoryview = b""
     for number, wire_type, first, second in scan_fields(view, start, end):
         if (number, wire_type) == (_TENSOR_DTYPE, VARINT):
-            if first >= 1 << 31:  # an enum is an int32 on the wire; protobuf would differ
-                raise NotCanonicalError(f"dtype {first} is not an int32")
-            dtype = first
+            dtype = enum_value(first)
         elif (number, wire_type) == (_TENSOR_DATA, LEN):
             data = view[first:second]
         else:
