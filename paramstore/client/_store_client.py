@@ -32,6 +32,7 @@ import grpc
 import ml_dtypes
 import numpy as np
 import numpy.typing as npt
+from google.protobuf.message import DecodeError
 
 from paramstore._piece_wire import Piece, encode_push_pieces, parse_pull_response
 from paramstore.client._coordinator_client import CoordinatorClient, parse_addresses
@@ -625,7 +626,12 @@ class StoreClient:
                 first_step: int | None = None
                 # Raw bytes (see _StoreStub): the pieces stay slices of what grpcio received.
                 async for raw in stub.Pull(request, timeout=timeout_s):
-                    message_step, message_pieces = parse_pull_response(raw)
+                    try:
+                        message_step, message_pieces = parse_pull_response(raw)
+                    except DecodeError as exc:
+                        raise ClientError(
+                            f"store group {group} sent a malformed pull response: {exc}"
+                        ) from None
                     if first_step is None:
                         first_step = message_step
                     for piece in message_pieces:
