@@ -42,6 +42,7 @@ from paramstore.client._errors import (
     CommandRejectedError,
     DeadlineExceededError,
 )
+from paramstore.client._raw_stub import RawTensorStoreStub
 from paramstore.client._routes import (
     ModelNotRoutedError,
     Route,
@@ -624,7 +625,7 @@ class StoreClient:
             ) -> tuple[dict[str, list[bytes | memoryview]], int]:
                 pieces: dict[str, list[bytes | memoryview]] = {}
                 first_step: int | None = None
-                # Raw bytes (see _StoreStub): the pieces stay slices of what grpcio received.
+                # Raw bytes (see RawTensorStoreStub): the pieces stay slices of what grpcio received.
                 async for raw in stub.Pull(request, timeout=timeout_s):
                     try:
                         message_step, message_pieces = parse_pull_response(raw)
@@ -842,33 +843,9 @@ class StoreClient:
         if stub is None:
             channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
             self._channels[address] = channel
-            stub = _StoreStub(channel)
+            stub = RawTensorStoreStub(channel)
             self._stubs[address] = stub
         return stub
-
-
-class _StoreStub(api_grpc.StoreStub):
-    """The generated stub, except for the tensor streams (``paramstore._piece_wire``):
-    ``Push`` sends messages serialized already, and ``Pull`` yields each response's bytes as
-    grpcio received them, for ``parse_pull_response`` to read the weights in place."""
-
-    def __init__(self, channel: grpc.aio.Channel) -> None:
-        super().__init__(channel)
-        self.Push = channel.stream_unary(
-            _method_path("Push"),
-            request_serializer=None,
-            response_deserializer=api.PushResponse.FromString,
-        )
-        self.Pull = channel.unary_stream(
-            _method_path("Pull"),
-            request_serializer=api.PullRequest.SerializeToString,
-            response_deserializer=None,
-        )
-
-
-def _method_path(name: str) -> str:
-    service = api.DESCRIPTOR.services_by_name["Store"]
-    return f"/{service.full_name}/{service.methods_by_name[name].name}"
 
 
 class _Moved(Exception):
