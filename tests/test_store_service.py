@@ -320,6 +320,15 @@ async def test_a_wrong_dtype_and_malformed_streams_are_refused(group: Group) -> 
         split = messages[:2] + messages[-1:] + messages[2:-1]  # a piece of "b" amid "a"'s
         error = await send(split)
         assert "one after the other" in (error.details() or "")
+        # Bytes that are no PushRequest at all (the store reads the stream as raw bytes).
+        raw_push = channel.stream_unary(
+            "/paramstore.store.Store/Push", response_deserializer=api.PushResponse.FromString
+        )
+        header = api.PushRequest(model="m", client_id="w", sequence=1).SerializeToString()
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await raw_push(iter([header, b"\x2a\x05ab"]), timeout=DEADLINE_S)  # a piece cut short
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert (raised.value.details() or "").startswith("push message 2: ")
         assert leader.machine.snapshot() == before
 
 
