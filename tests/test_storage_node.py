@@ -39,7 +39,7 @@ from consensus.storage import (
     StorageIdentityError,
     StorageLockedError,
 )
-from consensus.storage import wal as wal_module
+from consensus.storage.append_file import AppendFile
 from consensus.storage.records import RecordType, scan_records
 from consensus.storage.segments import record_seed_of
 
@@ -127,10 +127,10 @@ def test_a_failed_write_stops_the_storage_until_it_is_reopened(
     storage = open_storage(tmp_path)
     storage.save_ready(Ready(entries=[Entry(1, 1), Entry(1, 2)], hard_state=HardState(1, 1, 2)))
 
-    def failing_write(fd: int, parts: object) -> None:
+    def failing_write(self: AppendFile, parts: object) -> None:
         raise OSError(errno.EIO, "injected I/O error")
 
-    monkeypatch.setattr(wal_module, "write_all_parts", failing_write)
+    monkeypatch.setattr(AppendFile, "write_parts", failing_write)
     with pytest.raises(OSError, match="injected"):
         storage.save_ready(Ready(entries=[Entry(1, 3)]))
     monkeypatch.undo()

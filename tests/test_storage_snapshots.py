@@ -22,6 +22,7 @@ from consensus.storage import (
     failpoints,
 )
 from consensus.storage.snapshots import SnapshotStore
+from tests.storage_util import both_write_modes, write_mode  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CLUSTER = "snapshot-tests"
@@ -29,7 +30,8 @@ CONF = ConfState((1, 2, 3))
 
 
 def open_storage(path: Path, **config: object) -> NodeStorage:
-    return NodeStorage.open(path, cluster_id=CLUSTER, node_id=1, config=StorageConfig(**config))  # type: ignore[arg-type]
+    settings = {**write_mode(), **config}
+    return NodeStorage.open(path, cluster_id=CLUSTER, node_id=1, config=StorageConfig(**settings))  # type: ignore[arg-type]
 
 
 def make_entries(first: int, count: int, term: int = 1) -> list[Entry]:

@@ -36,13 +36,15 @@ from consensus.storage.segments import (
     record_seed,
     record_seed_of,
 )
+from tests.storage_util import both_write_modes, write_mode, writes_directly  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CLUSTER = "wal-tests"
 
 
 def open_storage(path: Path, **config: object) -> NodeStorage:
-    return NodeStorage.open(path, cluster_id=CLUSTER, node_id=1, config=StorageConfig(**config))  # type: ignore[arg-type]
+    settings = {**write_mode(), **config}
+    return NodeStorage.open(path, cluster_id=CLUSTER, node_id=1, config=StorageConfig(**settings))  # type: ignore[arg-type]
 
 
 def make_entries(first: int, count: int, term: int = 1, size: int = 16) -> list[Entry]:
@@ -249,6 +251,8 @@ def test_compacted_segments_are_reused_in_place(tmp_path: Path) -> None:
 
 
 def test_a_reused_segment_never_yields_records_of_its_previous_life(tmp_path: Path) -> None:
+    if writes_directly():
+        pytest.skip("direct writes zero the rest of their last block: the file's length tells nothing")
     data = tmp_path / "node"
     with open_storage(data, segment_bytes_max=4096) as storage:
         _fill_and_compact(storage, 400, 300)
@@ -259,7 +263,9 @@ def test_a_reused_segment_never_yields_records_of_its_previous_life(tmp_path: Pa
             reused.read_bytes(), reused, tail_may_be_torn=False, seed=recycled_seed(reused)
         )
         # Roll into the recycled file and write far less than its old content into it.
-        while not any(p.stat().st_size == stale for p in storage.segment_paths()):
+        for _ in range(1000):
+            if any(p.stat().st_size == stale for p in storage.segment_paths()):
+                break
             append(storage, make_entries(storage.last_index + 1, 5), commit=storage.last_index)
         active = storage.segment_paths()[-1]
         assert active.stat().st_size == stale  # the old length: old records after the new ones

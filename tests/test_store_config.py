@@ -52,3 +52,11 @@ def test_timing_flags_reach_the_replica_options() -> None:
 def test_bad_heartbeat_ticks_name_the_bound(argv: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         options_from(parse(*argv))
+
+
+def test_wal_writes_are_direct_unless_asked_for_buffered(capsys: pytest.CaptureFixture[str]) -> None:
+    assert options_from(parse())[0].storage_config().direct_writes
+    assert not options_from(parse("--wal-writes", "buffered"))[0].storage_config().direct_writes
+    with pytest.raises(SystemExit):
+        parse("--wal-writes", "mmap")
+    assert "invalid choice: 'mmap' (choose from 'direct', 'buffered')" in capsys.readouterr().err

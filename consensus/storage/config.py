@@ -56,6 +56,9 @@ class StorageConfig:
     # Pruned snapshot files kept to write the next snapshot into in place, for the same
     # reason (``snapshots.py``); 0 deletes them. Each holds a snapshot's worth of disk.
     recycled_snapshots_max: int = 1
+    # Append to WAL segments with O_DIRECT from an aligned buffer (``append_file.py``): far
+    # less CPU per byte for logs of big entries; each write then waits for the device.
+    direct_writes: bool = False
 
     def __post_init__(self) -> None:
         try:

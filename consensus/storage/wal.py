@@ -8,6 +8,9 @@ past ``segment_bytes_max``: the full segment is synced first (so only the last s
 ever end in a torn write), and the new one is created complete (header and current hard
 state) under a temporary name, synced, renamed into place, and its directory synced.
 
+Store nodes append with direct writes (``StorageConfig.direct_writes``, ``append_file.py``),
+which pad the last block with zeros: recovery reads them as a zero-filled tail.
+
 No thread runs inside: with ``FsyncPolicy.BATCH`` the driver calls ``sync()`` when
 ``needs_sync()`` becomes true (at ``sync_deadline()``).
 
@@ -32,10 +35,11 @@ from consensus import codec
 from consensus.errors import InvalidRequestError
 from consensus.messages import Entry, HardState, SnapshotMeta
 from consensus.storage import failpoints, sync_journal
+from consensus.storage.append_file import AppendFile, direct_buffer
 from consensus.storage.config import FsyncPolicy, StorageConfig
 from consensus.storage.entry_batch import encode_entry_batches
 from consensus.storage.errors import StorageSyncError
-from consensus.storage.files import remove_files, sync_directory, sync_file, write_all_parts
+from consensus.storage.files import remove_files, sync_directory, sync_file
 from consensus.storage.records import (
     RECORD_HEADER_BYTES,
     RecordType,
@@ -103,7 +107,8 @@ class WriteAheadLog:
         if surplus > 0:
             remove_files(self._recycled[:surplus], directory, sync=config.syncs)
             del self._recycled[:surplus]
-        self._fd = _open_at(self._segments[-1].path, self._segments[-1].size_bytes)
+        self._buffer = direct_buffer() if config.direct_writes else None
+        self._file = AppendFile(self._segments[-1].path, self._segments[-1].size_bytes, buffer=self._buffer)
 
     @classmethod
     def open(
@@ -123,7 +128,7 @@ class WriteAheadLog:
             try:
                 wal._sync_active()
             except BaseException:
-                os.close(wal._fd)
+                wal._file.close()
                 raise
         return wal, recovered
 
@@ -239,7 +244,7 @@ class WriteAheadLog:
     def _flush(self, chunk: list[bytes | memoryview]) -> None:
         if not chunk:
             return
-        write_all_parts(self._fd, chunk)
+        self._file.write_parts(chunk)
         self._segments[-1].size_bytes += sum(len(part) for part in chunk)
         if self._unsynced_since is None:
             self._unsynced_since = self._clock()
@@ -257,9 +262,9 @@ class WriteAheadLog:
         path, size = _create_segment(
             self.directory, header, self._hard_state, sync=self._config.syncs, recycled=recycled
         )
-        fd = _open_at(path, size)
-        os.close(self._fd)
-        self._fd = fd
+        file = AppendFile(path, size, buffer=self._buffer)
+        self._file.close()
+        self._file = file
         self._segments.append(SegmentInfo(path, header, size, 0))
 
     def _take_recycled(self, seq: int) -> Path | None:
@@ -276,10 +281,11 @@ class WriteAheadLog:
         return None
 
     def _cut_recycled_tail(self) -> None:
-        """A reused file is longer than what was written into it: cut its old records off."""
+        """Cut the active segment at its logical end: a reused file still holds old records
+        past it, and a direct write pads its last block with zeros (``append_file.py``)."""
         size = self._segments[-1].size_bytes
-        if os.fstat(self._fd).st_size > size:
-            os.ftruncate(self._fd, size)
+        if self._file.size_on_disk() > size:
+            self._file.truncate(size)
 
     # ---- snapshots and compaction -------------------------------------------------------
 
@@ -372,15 +378,17 @@ class WriteAheadLog:
 
     def _sync_active(self) -> None:
         segment = self._segments[-1]
-        _sync_segment(self._fd, segment.path, segment.size_bytes)
+        _sync_segment(self._file.fileno(), segment.path, segment.size_bytes)
         self._unsynced_since = None
 
     def close(self) -> None:
         if self._config.fsync is FsyncPolicy.BATCH:
             self.sync()
         self._cut_recycled_tail()  # a clean stop leaves no tail for recovery to repair
-        os.close(self._fd)
-        self._fd = -1
+        self._file.close()
+        if self._buffer is not None:
+            self._buffer.close()
+            self._buffer = None
 
 
 def _pending(
@@ -437,13 +445,6 @@ def _create_segment(
     if sync:
         sync_directory(directory)
     return path, len(data)
-
-
-def _open_at(path: Path, offset: int) -> int:
-    """``path`` for writing at ``offset`` (not O_APPEND: a reused file goes on past it)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    os.lseek(fd, offset, os.SEEK_SET)
-    return fd
 
 
 def _sync_segment(fd: int, path: Path, size: int) -> None:

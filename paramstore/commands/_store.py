@@ -45,6 +45,13 @@ def add_parser(commands: Any) -> None:
         nargs="?",
         const="always",
     )
+    parser.add_argument(
+        "--wal-writes",
+        choices=["direct", "buffered"],
+        default="direct",
+        help="append to the WAL with O_DIRECT (default; buffered where the file system refuses it) "
+        "or through the page cache",
+    )
     parser.add_argument("--tick-ms", type=float, default=25.0, help="Raft tick interval in ms (default 25)")
     parser.add_argument("--election-ticks", type=int, default=10, help="election timeout, ticks (default 10)")
     parser.add_argument(
@@ -106,6 +113,7 @@ def options_from(args: argparse.Namespace) -> tuple[ReplicaOptions, list[str]]:
         snapshot_every_entries=args.snapshot_entries,
         snapshot_every_bytes=args.snapshot_mib << 20,
         fault_injection=args.fault_injection,
+        direct_writes=args.wal_writes == "direct",
     )
     return options, coordinators
 

@@ -78,13 +78,20 @@ class ReplicaOptions:
     # ``paramstore up`` (a local cluster to attack) turns it on.
     fault_injection: bool = False
     transport: TransportConfig | None = None
+    # See StorageConfig.direct_writes: store groups turn it on (entries of MiBs of
+    # gradients), the coordinator keeps buffered writes (small entries).
+    direct_writes: bool = False
 
     def __post_init__(self) -> None:
         if self.node_id not in self.peers:
             raise ValueError(f"peers {dict(self.peers)} must include this node's own id {self.node_id}")
 
     def storage_config(self) -> StorageConfig:
-        return StorageConfig(fsync=self.fsync, record_bytes_max=self.entry_bytes_max + _RECORD_OVERHEAD_BYTES)
+        return StorageConfig(
+            fsync=self.fsync,
+            record_bytes_max=self.entry_bytes_max + _RECORD_OVERHEAD_BYTES,
+            direct_writes=self.direct_writes,
+        )
 
     def transport_config(self) -> TransportConfig:
         if self.transport is not None:
