@@ -43,6 +43,18 @@ class SessionRequest(_message.Message):
     timeout_ms: int
     def __init__(self, request_id: _Optional[int] = ..., command: _Optional[_Union[_coordinator_pb2.Command, _Mapping]] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
 
+class SessionRequests(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[SessionRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[SessionRequest, _Mapping]]] = ...) -> None: ...
+
+class SessionResponses(_message.Message):
+    __slots__ = ("responses",)
+    RESPONSES_FIELD_NUMBER: _ClassVar[int]
+    responses: _containers.RepeatedCompositeFieldContainer[SessionResponse]
+    def __init__(self, responses: _Optional[_Iterable[_Union[SessionResponse, _Mapping]]] = ...) -> None: ...
+
 class SessionResponse(_message.Message):
     __slots__ = ("request_id", "status", "details", "result", "leader_id", "leader_address")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]

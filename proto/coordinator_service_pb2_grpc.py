@@ -41,8 +41,8 @@ class CoordinatorStub:
                 _registered_method=True)
         self.Session = channel.stream_stream(
                 '/paramstore.coordinator.Coordinator/Session',
-                request_serializer=proto_dot_coordinator__service__pb2.SessionRequest.SerializeToString,
-                response_deserializer=proto_dot_coordinator__service__pb2.SessionResponse.FromString,
+                request_serializer=proto_dot_coordinator__service__pb2.SessionRequests.SerializeToString,
+                response_deserializer=proto_dot_coordinator__service__pb2.SessionResponses.FromString,
                 _registered_method=True)
         self.Get = channel.unary_unary(
                 '/paramstore.coordinator.Coordinator/Get',
@@ -93,9 +93,10 @@ class CoordinatorServicer:
 
     def Session(self, request_iterator, context):
         """The same as Execute for a stream of commands (leader only): one long-lived call per
-        client, each request answered on the stream by its request_id, in any order. A command
-        costs one stream message each way instead of a whole call. Failures of one command are
-        in its answer (SessionResponse.status), not in the call's status.
+        client process, each request answered on the stream by its request_id, in any order.
+        A message carries every command (or answer) that queued while the last one was being
+        written, so many commands share one message's cost. Failures of one command are in
+        its answer (SessionResponse.status), not in the call's status.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -157,8 +158,8 @@ def add_CoordinatorServicer_to_server(servicer, server):
             ),
             'Session': grpc.stream_stream_rpc_method_handler(
                     servicer.Session,
-                    request_deserializer=proto_dot_coordinator__service__pb2.SessionRequest.FromString,
-                    response_serializer=proto_dot_coordinator__service__pb2.SessionResponse.SerializeToString,
+                    request_deserializer=proto_dot_coordinator__service__pb2.SessionRequests.FromString,
+                    response_serializer=proto_dot_coordinator__service__pb2.SessionResponses.SerializeToString,
             ),
             'Get': grpc.unary_unary_rpc_method_handler(
                     servicer.Get,
@@ -248,8 +249,8 @@ class Coordinator:
             request_iterator,
             target,
             '/paramstore.coordinator.Coordinator/Session',
-            proto_dot_coordinator__service__pb2.SessionRequest.SerializeToString,
-            proto_dot_coordinator__service__pb2.SessionResponse.FromString,
+            proto_dot_coordinator__service__pb2.SessionRequests.SerializeToString,
+            proto_dot_coordinator__service__pb2.SessionResponses.FromString,
             options,
             channel_credentials,
             insecure,

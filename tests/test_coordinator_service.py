@@ -13,6 +13,7 @@ import pytest
 
 from consensus.storage import FsyncPolicy
 from paramstore.client import CommandRejectedError, CoordinatorClient, RequestInvalidError
+from paramstore.client._command_stream import PENDING_MAX, CommandStream
 from paramstore.commands._up import free_ports
 from paramstore.coordinator import (
     AddGroup,
@@ -25,6 +26,7 @@ from paramstore.coordinator import (
     encode_command,
 )
 from paramstore.server import CoordinatorDaemon, ReplicaOptions
+from paramstore.server._session_stream import REQUESTS_PER_MESSAGE_MAX
 from proto import coordinator_pb2 as pb
 from proto import coordinator_service_pb2 as api
 from proto import coordinator_service_pb2_grpc as api_grpc
@@ -283,14 +285,24 @@ def _session_request(
     return api.SessionRequest(request_id=request_id, command=command, timeout_ms=5000)
 
 
+def _message(*requests: api.SessionRequest) -> api.SessionRequests:
+    return api.SessionRequests(requests=requests)
+
+
 async def _answers(call: grpc.aio.StreamStreamCall, count: int) -> dict[int, api.SessionResponse]:
     answers: dict[int, api.SessionResponse] = {}
     async with asyncio.timeout(DEADLINE_S):
         while len(answers) < count:
-            response = await call.read()
-            assert response is not grpc.aio.EOF, f"the stream ended after {len(answers)} of {count} answers"
-            answers[response.request_id] = response
+            message = await call.read()
+            assert message is not grpc.aio.EOF, f"the stream ended after {len(answers)} of {count} answers"
+            answers.update((response.request_id, response) for response in message.responses)
     return answers
+
+
+def _streams_of(client: CoordinatorClient) -> dict[str, CommandStream]:
+    """The usable streams of ``client``'s event loop, by address."""
+    assert client._command_streams is not None
+    return client._command_streams._streams
 
 
 async def test_session_answers_pipelined_commands_by_request_id(group: Group) -> None:
@@ -299,7 +311,7 @@ async def test_session_answers_pipelined_commands_by_request_id(group: Group) ->
         call = api_grpc.CoordinatorStub(channel).Session(timeout=DEADLINE_S)
         # Distinct clients: one session table entry each, so all may be in flight at once.
         for i in range(1, 9):
-            await call.write(_session_request(100 + i, f"s/{i}", 1, client_id=f"streamer-{i}"))
+            await call.write(_message(_session_request(100 + i, f"s/{i}", 1, client_id=f"streamer-{i}")))
         answers = await _answers(call, 8)
         await call.done_writing()
         assert await call.read() is grpc.aio.EOF  # the server ends the stream once all are answered
@@ -312,16 +324,92 @@ async def test_session_answers_pipelined_commands_by_request_id(group: Group) ->
     assert [(kv.key, kv.value) for kv in kvs] == [(f"s/{i}", f"s/{i}".encode()) for i in range(1, 9)]
 
 
+async def test_session_applies_every_command_of_one_message(group: Group) -> None:
+    leader = await group.leader()
+    async with grpc.aio.insecure_channel(leader.replica.address) as channel:
+        call = api_grpc.CoordinatorStub(channel).Session(timeout=DEADLINE_S)
+        await call.write(
+            _message(*(_session_request(i, f"m/{i:02d}", 1, client_id=f"batcher-{i}") for i in range(1, 41)))
+        )
+        answers = await _answers(call, 40)
+        await call.done_writing()
+        assert await call.read() is grpc.aio.EOF
+    assert sorted(answers) == list(range(1, 41))
+    assert all(a.status == 0 and a.result.code == pb.ERROR_CODE_OK for a in answers.values())
+    async with CoordinatorClient(group.addresses) as client:
+        kvs, _, _ = await client.range(prefix="m/")
+    assert [kv.key for kv in kvs] == [f"m/{i:02d}" for i in range(1, 41)]
+
+
+async def test_session_ends_the_call_on_a_message_of_too_many_requests(group: Group) -> None:
+    leader = await group.leader()
+    before = leader.machine.machine.revision
+    too_many = REQUESTS_PER_MESSAGE_MAX + 1
+    async with grpc.aio.insecure_channel(leader.replica.address) as channel:
+        call = api_grpc.CoordinatorStub(channel).Session(timeout=DEADLINE_S)
+        await call.write(
+            _message(
+                *(_session_request(i, f"big/{i}", 1, client_id=f"many-{i}") for i in range(1, too_many + 1))
+            )
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await call.read()
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"at most {REQUESTS_PER_MESSAGE_MAX} requests; got {too_many}" in (refused.value.details() or "")
+    assert leader.machine.machine.revision == before
+
+
+async def test_the_clients_of_one_loop_share_one_stream_and_outlive_each_other(group: Group) -> None:
+    leader = await group.leader()
+    first = CoordinatorClient(group.addresses)
+    async with CoordinatorClient(group.addresses) as second:
+        await first.put("shared/1", b"1")
+        await second.put("shared/2", b"2")
+        assert _streams_of(first) is _streams_of(second)
+        (stream,) = _streams_of(second).values()
+        assert stream.address == leader.replica.address
+        await first.close()
+        # The stream stays while a client uses it.
+        assert stream.usable
+        assert (await second.put("shared/3", b"3")).ok
+        kvs, _, _ = await second.range(prefix="shared/")
+    assert [kv.value for kv in kvs] == [b"1", b"2", b"3"]
+    assert not stream.usable  # the last client's close closed it
+
+
+async def test_many_concurrent_clients_on_one_stream_are_each_applied_once(group: Group) -> None:
+    # More clients than a request message carries and than a stream keeps pending.
+    clients = [CoordinatorClient(group.addresses, client_id=f"crowd-{i}") for i in range(PENDING_MAX + 44)]
+    try:
+        results = await asyncio.gather(
+            *(client.put(f"crowd/{i:03d}", str(i).encode()) for i, client in enumerate(clients))
+        )
+        assert all(result.ok for result in results)
+        assert len({result.revision for result in results}) == len(clients)
+        kvs, _, _ = await clients[0].range(prefix="crowd/")
+    finally:
+        for client in clients:
+            await client.close()
+    assert [kv.value for kv in kvs] == [str(i).encode() for i in range(len(clients))]
+    assert all(kv.version == kv.create_revision for kv in kvs)  # each written once
+
+
 async def test_session_refuses_bad_requests_in_their_answers_and_keeps_serving(group: Group) -> None:
     leader = await group.leader()
     before = leader.machine.machine.revision
     async with grpc.aio.insecure_channel(leader.replica.address) as channel:
         call = api_grpc.CoordinatorStub(channel).Session(timeout=DEADLINE_S)
-        await call.write(api.SessionRequest(request_id=0, command=_session_request(1, "bad/0", 1).command))
         no_session = pb.Command.FromString(encode_command(Put("bad/1", b"v")))
-        await call.write(api.SessionRequest(request_id=2, command=no_session))
-        await call.write(api.SessionRequest(request_id=3, command=pb.Command(client_id="c", sequence=1)))
-        await call.write(_session_request(4, "good", 1))
+        await call.write(
+            _message(
+                api.SessionRequest(request_id=0, command=_session_request(1, "bad/0", 1).command),
+                api.SessionRequest(request_id=2, command=no_session),
+            )
+        )
+        await call.write(
+            _message(api.SessionRequest(request_id=3, command=pb.Command(client_id="c", sequence=1)))
+        )
+        await call.write(_message(_session_request(4, "good", 1)))
         answers = await _answers(call, 4)
         await call.done_writing()
     assert answers[0].status == grpc.StatusCode.INVALID_ARGUMENT.value[0]
@@ -343,12 +431,12 @@ async def test_session_applies_a_resent_command_once(group: Group) -> None:
     async with grpc.aio.insecure_channel(leader.replica.address) as channel:
         stub = api_grpc.CoordinatorStub(channel)
         call = stub.Session(timeout=DEADLINE_S)
-        await call.write(_session_request(1, "once", 1, client_id="resender"))
+        await call.write(_message(_session_request(1, "once", 1, client_id="resender")))
         first = (await _answers(call, 1))[1]
         await call.done_writing()
         # As after a broken stream: the same (client id, sequence) on a new one.
         call = stub.Session(timeout=DEADLINE_S)
-        await call.write(_session_request(1, "once", 1, client_id="resender"))
+        await call.write(_message(_session_request(1, "once", 1, client_id="resender")))
         again = (await _answers(call, 1))[1]
         await call.done_writing()
     assert first.status == again.status == 0
@@ -363,7 +451,7 @@ async def test_a_followers_session_names_the_leader(group: Group) -> None:
     leader = await group.leader()
     async with grpc.aio.insecure_channel(follower.replica.address) as channel:
         call = api_grpc.CoordinatorStub(channel).Session(timeout=DEADLINE_S)
-        await call.write(_session_request(7, "k", 1))
+        await call.write(_message(_session_request(7, "k", 1)))
         answer = (await _answers(call, 1))[7]
         await call.done_writing()
     assert answer.status == grpc.StatusCode.UNAVAILABLE.value[0]
@@ -376,13 +464,13 @@ async def test_the_client_moves_its_stream_to_the_new_leader(group: Group) -> No
     async with CoordinatorClient(group.addresses) as client:
         await client.put("before", b"1")
         old = await group.leader()
-        assert list(client._streams) == [old.replica.address]
+        assert list(_streams_of(client)) == [old.replica.address]
         target = (await group.followers())[0]
         await client.transfer_leader(target.options.node_id)
         # The old leader's stream answers "not the leader, go to ...": the client follows.
         result = await client.put("after", b"2")
         assert result.ok
-        assert list(client._streams) == [target.replica.address]
+        assert list(_streams_of(client)) == [target.replica.address]
         kv = await client.get("after")
     assert kv is not None and kv.version == kv.create_revision == result.revision  # applied once
 
@@ -394,11 +482,11 @@ async def test_the_client_renews_an_old_stream_between_commands(
 
     async with CoordinatorClient(group.addresses) as client:
         await client.put("r/0", b"0")
-        first = next(iter(client._streams.values()))
+        first = next(iter(_streams_of(client).values()))
         monkeypatch.setattr(_command_stream, "_STREAM_RENEW_AFTER_S", 0.0)
         assert not first.usable
         await client.put("r/1", b"1")
-        second = next(iter(client._streams.values()))
+        second = next(iter(_streams_of(client).values()))
         assert second is not first and first._broken is not None  # closed, replaced
         kvs, _, _ = await client.range(prefix="r/")
     assert [kv.value for kv in kvs] == [b"0", b"1"]

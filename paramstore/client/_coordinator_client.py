@@ -6,8 +6,9 @@ within one deadline per call, and makes retried commands safe with a client sess
 each command carries (client_id, sequence) and a retry reuses the sequence, so the state
 machine applies it once. Commands of one client go one at a time (the session remembers
 only the last one's result); run several clients for concurrency. Commands travel on one
-long-lived Session stream to the leader (``_command_stream.py``), which costs far less per
-command than a unary call; reads and the rest are unary calls.
+long-lived Session stream to the leader, shared by the clients of an event loop
+(``_command_stream.py``), which costs far less per command than a unary call; reads and
+the rest are unary calls.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 import grpc
 
-from paramstore.client._command_stream import CommandStream, StreamBrokenError
+from paramstore.client._command_stream import CommandStreams, StreamBrokenError, command_streams
 from paramstore.client._errors import (
     ClusterUnavailableError,
     CommandRejectedError,
@@ -119,7 +120,7 @@ class CoordinatorClient:
         self._next_index = 0
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, api_grpc.CoordinatorStub] = {}
-        self._streams: dict[str, CommandStream] = {}
+        self._command_streams: CommandStreams | None = None  # the loop's, once joined
         self._command_lock = asyncio.Lock()
         self._rng = random.Random()
         self.retries = 0
@@ -133,10 +134,9 @@ class CoordinatorClient:
         await self.close()
 
     async def close(self) -> None:
-        streams = list(self._streams.values())
-        self._streams.clear()
-        for stream in streams:
-            await stream.close()
+        streams, self._command_streams = self._command_streams, None
+        if streams is not None:
+            await streams.leave()
         channels = list(self._channels.values())
         self._channels.clear()
         self._stubs.clear()
@@ -274,18 +274,16 @@ class CoordinatorClient:
         return await self._retrying(method, attempt, deadline_s)
 
     async def _command_attempt(self, address: str, command: pb.Command, timeout_s: float) -> pb.CommandResult:
-        """One try of ``command`` on the Session stream to ``address``."""
-        stream = self._streams.get(address)
-        if stream is None or not stream.usable:
-            if stream is not None:
-                await stream.close()
-            stream = CommandStream(self._stub(address), address)
-            self._streams[address] = stream
+        """One try of ``command`` on the event loop's Session stream to ``address``."""
+        if self._command_streams is None:
+            self._command_streams = command_streams(_open_channel)
+            self._command_streams.join()
+        streams = self._command_streams
+        stream = await streams.stream(address)
         try:
             response = await stream.request(command, timeout_s)
         except StreamBrokenError as exc:
-            self._streams.pop(address, None)
-            await stream.close()
+            await streams.retire(stream)
             raise _AttemptFailed(exc.code, exc.details, None) from None
         except TimeoutError:
             raise _AttemptFailed(grpc.StatusCode.DEADLINE_EXCEEDED, "no answer in time", None) from None
@@ -294,8 +292,7 @@ class CoordinatorClient:
         code = _STATUS_BY_NUMBER.get(response.status, grpc.StatusCode.UNKNOWN)
         if code == grpc.StatusCode.UNAVAILABLE and response.leader_address != address:
             # Not (or no longer) the leader: its stream is of no more use.
-            self._streams.pop(address, None)
-            await stream.close()
+            await streams.retire(stream)
         raise _AttemptFailed(code, response.details, response.leader_address or None)
 
     async def _retrying(
@@ -361,11 +358,14 @@ class CoordinatorClient:
     def _stub(self, address: str) -> api_grpc.CoordinatorStub:
         stub = self._stubs.get(address)
         if stub is None:
-            channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
-            self._channels[address] = channel
+            channel = self._channels[address] = _open_channel(address)
             stub = api_grpc.CoordinatorStub(channel)
             self._stubs[address] = stub
         return stub
+
+
+def _open_channel(address: str) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
 
 
 _STATUS_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}

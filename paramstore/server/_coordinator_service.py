@@ -31,6 +31,7 @@ from paramstore.coordinator import (
 )
 from paramstore.coordinator._codec import member_to_proto, spec_to_proto
 from paramstore.server._replica import Replica
+from paramstore.server._session_stream import serve_session
 from proto import coordinator_pb2 as pb
 from proto import coordinator_service_pb2 as api
 from proto import coordinator_service_pb2_grpc as api_grpc
@@ -57,8 +58,6 @@ _WATCH_BATCH_MAX = 1000
 _WATCH_DURATION_MAX_S = 3600.0
 _WATCH_IDLE_WAKE_S = 1.0
 _TRANSFER_WAIT_S = 3.0
-# Commands of one Session stream pending at once (a CoordinatorClient has one at a time).
-_SESSION_IN_FLIGHT_MAX = 64
 
 _MEMBERSHIP = {
     api.MEMBERSHIP_CHANGE_ADD_LEARNER: ConfChangeType.ADD_LEARNER,
@@ -149,43 +148,9 @@ class CoordinatorService(api_grpc.CoordinatorServicer):
         return api.ExecuteResponse(result=pb.CommandResult.FromString(result))
 
     async def Session(self, request_iterator: object, context: grpc.aio.ServicerContext) -> None:
-        """Answers each request of the stream as soon as its command is applied (or refused).
-
-        At most ``_SESSION_IN_FLIGHT_MAX`` commands of one stream are pending at once; the
-        reader waits for a slot beyond that, which pushes back on the client through HTTP/2
-        flow control. Answers are written one at a time (grpc.aio allows one write in flight).
-        """
-        write_lock = asyncio.Lock()
-        slots = asyncio.Semaphore(_SESSION_IN_FLIGHT_MAX)
-        pending: set[asyncio.Task[None]] = set()
-
-        async def answer(request: api.SessionRequest) -> None:
-            try:
-                response = await self._session_answer(request)
-                async with write_lock:
-                    await context.write(response)
-            except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
-                # The client went away; its retry (same client id and sequence) is safe.
-                log.debug("session answer %d not delivered: %s", request.request_id, exc)
-            finally:
-                slots.release()
-
-        try:
-            while True:
-                request = await context.read()
-                if request is grpc.aio.EOF:
-                    break
-                assert isinstance(request, api.SessionRequest)
-                await slots.acquire()
-                task = asyncio.create_task(answer(request))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-            if pending:
-                # Each is bounded by its request's timeout.
-                await asyncio.wait(set(pending))
-        finally:
-            for task in pending:
-                task.cancel()
+        """Answers each command of the stream as soon as it is applied (or refused); see
+        ``_session_stream.py`` for how commands and answers share messages."""
+        await serve_session(context, self._session_answer)
 
     async def _session_answer(self, request: api.SessionRequest) -> api.SessionResponse:
         if request.request_id < 1:
