@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -51,20 +52,23 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--cluster-id", default="paramstore-local")
 
 
-def free_ports(count: int) -> list[int]:
+def free_ports(count: int, exclude: Iterable[int] = ()) -> list[int]:
     """``count`` distinct ports free on 127.0.0.1 right now, below the kernel's ephemeral
-    range. Why below: a port from the ephemeral range (what binding port 0 gives) can be
-    taken as the local port of some outgoing connection while its daemon is down (killed by
-    a test, say), and the restarted daemon then cannot listen on it; outgoing connections
-    never use ports outside that range."""
+    range, none of them in ``exclude``. Why below: a port from the ephemeral range (what
+    binding port 0 gives) can be taken as the local port of some outgoing connection while
+    its daemon is down (killed by a test, say), and the restarted daemon then cannot listen
+    on it; outgoing connections never use ports outside that range. Why ``exclude``: a port
+    already handed to a daemon that is not listening yet (or is down) still looks free, and
+    two daemons given one port make the second fail to start."""
     low, high = _PORTS_LOW, _ephemeral_start() - 1
+    taken = set(exclude)
     rng = random.Random()
     ports: list[int] = []
     for _ in range(_PORT_TRIES_MAX):
         if len(ports) == count:
             return ports
         port = rng.randint(low, high)
-        if port in ports:
+        if port in ports or port in taken:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
@@ -114,13 +118,17 @@ class LocalCluster:
         self.extra_env = extra_env or {}
         # Flags appended to every coordinator's command line (``--snapshot-entries 50``, say).
         self.extra_args = list(extra_args or [])
-        ports = ports or free_ports(coordinators)
+        # Ports are picked in one go, each call excluding those already handed out: none of
+        # these daemons listens yet, so a second pick could return a port of the first.
+        if not ports:
+            ports = free_ports(coordinators, exclude=store_ports or ())
         self.addresses = {
             node_id: f"127.0.0.1:{ports[node_id - 1]}" for node_id in range(1, coordinators + 1)
         }
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
         # Store groups: group id -> node id -> address (node ids are per group).
-        store_ports = store_ports or (free_ports(groups * replicas) if groups else [])
+        if not store_ports:
+            store_ports = free_ports(groups * replicas, exclude=ports) if groups else []
         if len(store_ports) != groups * replicas:
             raise ValueError(f"{len(store_ports)} store ports for {groups} groups of {replicas}")
         self.store_addresses: dict[int, dict[int, str]] = {
@@ -131,6 +139,12 @@ class LocalCluster:
             for group in range(1, groups + 1)
         }
         self.store_processes: dict[tuple[int, int], subprocess.Popen[bytes]] = {}
+
+    def _assigned_ports(self) -> set[int]:
+        """Every port handed to one of this cluster's daemons, whether it listens now or not."""
+        addresses = [*self.addresses.values()]
+        addresses += [a for members in self.store_addresses.values() for a in members.values()]
+        return {int(address.rpartition(":")[2]) for address in addresses}
 
     @property
     def peers_flag(self) -> str:
@@ -236,7 +250,7 @@ class LocalCluster:
         if replicas < 1:
             raise ValueError(f"replicas must be >= 1, got {replicas}")
         group = max(self.store_addresses, default=0) + 1
-        ports = free_ports(replicas)
+        ports = free_ports(replicas, exclude=self._assigned_ports())
         self.store_addresses[group] = {i: f"127.0.0.1:{ports[i - 1]}" for i in range(1, replicas + 1)}
         for node_id in self.store_addresses[group]:
             self.start_store(group, node_id)
