@@ -17,7 +17,10 @@ per client. MB = 10^6 B of float32 payload (pushes and pulls count the model onc
 the update loop counts push + pull, as the Ray peer does). Gradient arrays are allocated
 once per worker and reused.
 
-The cluster runs twice: with glibc's default malloc and with
+The cluster runs twice: "default", with nothing set in the environment (what a user gets:
+the store daemons raise glibc's mmap and trim thresholds themselves, see
+``paramstore/server/_malloc_tuning.py``; coordinators and client workers keep glibc's
+defaults), and "tuned", with
 ``MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=4294967296`` in the environment
 of every paramstore process (coordinators, stores and client workers).
 

@@ -20,6 +20,7 @@ from consensus.transport import TransportError
 from paramstore.commands._common import coordinator_addresses
 from paramstore.commands._coordinator import ConfigError, _check_listen_address, parse_peers
 from paramstore.server import HEARTBEAT_TICKS_DEFAULT, ReplicaOptions, StoreDaemon
+from paramstore.server._malloc_tuning import keep_freed_buffers_for_reuse
 
 __all__ = ["add_parser", "options_from", "run"]
 
@@ -129,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         format=f"%(asctime)s store-{args.group}-{options.node_id} %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    keep_freed_buffers_for_reuse()
     return asyncio.run(_serve(options, args.group, coordinators))
 
 
