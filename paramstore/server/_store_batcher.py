@@ -44,6 +44,7 @@ from paramstore.shard import (
     ClientSequence,
     ErrorCode,
     ShardResult,
+    all_finite,
     decode_result,
     encode_push,
 )
@@ -218,7 +219,7 @@ class PushBatcher:
         todo = batch
         while todo:
             gradients = merge_gradients(todo)
-            if len(todo) > 1 and not all(np.isfinite(g).all() for g in gradients.values()):
+            if len(todo) > 1 and not all(all_finite(g) for g in gradients.values()):
                 await self._split(todo, "the summed gradient overflowed")
                 return
             data = encode_push(

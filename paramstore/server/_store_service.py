@@ -41,6 +41,7 @@ from paramstore.shard import (
     ShardStateMachine,
     WireTensor,
     accept_parts,
+    all_finite,
     decode_result,
     decode_tensor,
     encode_drop,
@@ -164,7 +165,7 @@ class StoreService(api_grpc.StoreServicer):
             config_number=op.config_number,
             gradients=gradients,
             nbytes=sum(g.nbytes for g in gradients.values()),
-            finite=all(bool(np.isfinite(g).all()) for g in gradients.values()),
+            finite=all(all_finite(g) for g in gradients.values()),
             step=op.step,
         )
         try:

@@ -37,7 +37,7 @@ from paramstore.shard._machine import ShardStateMachine
 from paramstore.shard._push_wire import KeyGradient, PushOp, WireTensor
 from paramstore.shard._snapshot import SNAPSHOT_FORMAT_VERSION
 from paramstore.shard._sync import SyncState
-from paramstore.shard._tensors import decode_tensor, encode_tensor
+from paramstore.shard._tensors import all_finite, decode_tensor, encode_tensor
 from paramstore.shard._types import (
     ClientSequence,
     ErrorCode,
@@ -68,6 +68,7 @@ __all__ = [
     "SyncState",
     "WireTensor",
     "accept_parts",
+    "all_finite",
     "block_key",
     "decode_result",
     "decode_tensor",

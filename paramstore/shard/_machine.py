@@ -49,7 +49,7 @@ from paramstore.shard._limits import ShardLimits
 from paramstore.shard._model import KeyState, ModelState, initial_digest
 from paramstore.shard._push_wire import KeyGradient, PushOp, WireTensor, parse_push_command
 from paramstore.shard._sync import Barrier, SyncState
-from paramstore.shard._tensors import DTYPE_NAMES, decode_tensor
+from paramstore.shard._tensors import DTYPE_NAMES, all_finite, decode_tensor
 from paramstore.shard._types import (
     ClientSequence,
     ErrorCode,
@@ -157,7 +157,7 @@ class ShardStateMachine:
                     ErrorCode.TOO_LARGE,
                     f"key {_show(item.key)} has {values.size} elements, over {self.limits.key_elements_max}",
                 )
-            if not np.isfinite(values).all():
+            if not all_finite(values):
                 raise Rejected(
                     ErrorCode.INVALID_ARGUMENT, f"initial values of {_show(item.key)} are not finite"
                 )
@@ -368,7 +368,7 @@ class ShardStateMachine:
                 )
         gradients = self._check_gradients(model, op.gradients)
         self._check_sync(model, covers, op.step, [key for key, _ in gradients])
-        non_finite = [key for key, grads in gradients if not np.isfinite(grads).all()]
+        non_finite = [key for key, grads in gradients if not all_finite(grads)]
         if non_finite and model.policy == NonFinitePolicy.REJECT:
             reported = tuple(non_finite[: self.limits.reported_keys_max])
             raise Rejected(

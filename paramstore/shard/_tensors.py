@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from proto import shard_pb2 as pb
 
-__all__ = ["DTYPE_NAMES", "decode_tensor", "encode_tensor", "itemsize_bytes", "wire_array"]
+__all__ = ["DTYPE_NAMES", "all_finite", "decode_tensor", "encode_tensor", "itemsize_bytes", "wire_array"]
 
 _LITTLE_ENDIAN_HOST = sys.byteorder == "little"
 
@@ -33,6 +33,25 @@ _NUMPY: dict[int, np.dtype[Any]] = {
     pb.D_TYPE_FLOAT16: np.dtype("<f2"),
     pb.D_TYPE_BFLOAT16: np.dtype(ml_dtypes.bfloat16),
 }
+
+
+_REDUCIBLE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def all_finite(array: npt.NDArray[Any]) -> bool:
+    """Whether no element is NaN or infinite.
+
+    For float32/float64 this reads the array twice (its min and max: NaN propagates through
+    both, and an infinity is one of them) instead of ``np.isfinite(array).all()``, which
+    first writes a boolean array as large as a quarter of the gradient: on every push, to
+    fresh pages. Other element types (float16, bfloat16) have slow min/max in numpy, so they
+    keep the boolean pass.
+    """
+    if array.size == 0:
+        return True
+    if array.dtype in _REDUCIBLE_FLOATS:
+        return bool(np.isfinite(array.min())) and bool(np.isfinite(array.max()))
+    return bool(np.isfinite(array).all())
 
 
 def itemsize_bytes(dtype: int) -> int:
