@@ -19,8 +19,8 @@ once per worker and reused.
 
 The cluster runs twice: "default", with nothing set in the environment (what a user gets:
 the store daemons raise glibc's mmap and trim thresholds themselves, see
-``paramstore/server/_malloc_tuning.py``; coordinators and client workers keep glibc's
-defaults), and "tuned", with
+``paramstore/_malloc_tuning.py``, and each client worker makes the one opt-in call a user
+makes, ``keep_freed_buffers_for_reuse()``; coordinators keep glibc's defaults), and "tuned", with
 ``MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=4294967296`` in the environment
 of every paramstore process (coordinators, stores and client workers).
 
@@ -62,7 +62,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from paramstore.client import StoreClient
+from paramstore.client import StoreClient, keep_freed_buffers_for_reuse
 from paramstore.commands._up import LocalCluster
 from paramstore.coordinator import LeafSpec, ModelSpec, SyncMode
 
@@ -114,6 +114,9 @@ def model_spec(name: str, model_mb: int) -> ModelSpec:
 
 
 async def worker_main(args: argparse.Namespace) -> dict[str, Any]:
+    # What a worker is told to do (README, ``workers``): opt in to reusing freed big buffers.
+    # Where the environment already sets the thresholds ("tuned") this leaves them as they are.
+    keep_freed_buffers_for_reuse()
     spec = model_spec(args.model, args.model_mb)
     grads = {leaf.path: np.full(leaf.shape, 1e-4, np.float32) for leaf in spec.leaves}
     payload = sum(g.nbytes for g in grads.values())

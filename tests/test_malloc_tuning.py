@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from paramstore.server._malloc_tuning import keep_freed_buffers_for_reuse
+from paramstore._malloc_tuning import keep_freed_buffers_for_reuse
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROUNDS = 20
@@ -24,7 +24,7 @@ PAGES_PER_ROUND = BUFFERS * BUFFER_BYTES // 4096
 
 _PROGRAM = f"""
 import resource, sys
-from paramstore.server._malloc_tuning import keep_freed_buffers_for_reuse
+from paramstore._malloc_tuning import keep_freed_buffers_for_reuse
 applied = keep_freed_buffers_for_reuse() if sys.argv[1] == "tuned" else None
 def one_round():
     buffers = [bytearray({BUFFER_BYTES}) for _ in range({BUFFERS})]  # zero-filled: pages written

@@ -1,5 +1,6 @@
 """Clients of paramstore's services: the coordinator group's and the store groups'."""
 
+from paramstore._malloc_tuning import keep_freed_buffers_for_reuse
 from paramstore.client._coordinator_client import CoordinatorClient, NodeStatus, parse_addresses
 from paramstore.client._errors import (
     ClientError,
@@ -42,6 +43,7 @@ __all__ = [
     "ShardMove",
     "StoreClient",
     "StoreRefusedError",
+    "keep_freed_buffers_for_reuse",
     "move_key",
     "parse_addresses",
     "pending_moves",

@@ -17,10 +17,10 @@ from typing import Any
 
 from consensus.storage import FsyncPolicy, StorageError
 from consensus.transport import TransportError
+from paramstore._malloc_tuning import keep_freed_buffers_for_reuse
 from paramstore.commands._common import coordinator_addresses
 from paramstore.commands._coordinator import ConfigError, _check_listen_address, parse_peers
 from paramstore.server import HEARTBEAT_TICKS_DEFAULT, ReplicaOptions, StoreDaemon
-from paramstore.server._malloc_tuning import keep_freed_buffers_for_reuse
 
 __all__ = ["add_parser", "options_from", "run"]
 

@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    workers.keep_freed_buffers_for_reuse()  # this process only trains: pulls reuse their buffers
     dataset = load_digits_dataset(seed=args.seed)
     params = (
         init_mlp(DIGITS_MLP_SIZES, args.seed) if args.model_size == "small" else init_large_mlp(args.seed)

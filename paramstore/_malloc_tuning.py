@@ -15,8 +15,15 @@ The store daemon does this at start; before it did, users got the push throughpu
 ``benchmarks/store_bench.py --malloc default`` measured, a fraction of ``--malloc tuned``'s
 (see the README).
 
+A worker process meets the same cost on the other side: every pull of a big model lands in
+fresh buffers. Changing the malloc of a process the user owns is theirs to decide, so the
+client library never does it by itself; ``paramstore.client.keep_freed_buffers_for_reuse``
+(also ``workers.keep_freed_buffers_for_reuse``) is the one call that opts in, and the demo's
+workers make it.
+
 The cost is memory the process holds after a burst: up to ``TRIM_THRESHOLD_BYTES`` of
-freed heap stays mapped. A daemon that holds a model's parameters already holds far more.
+freed heap stays mapped. A daemon that holds a model's parameters already holds far more,
+and so does a worker that pulls them.
 
 Only glibc has ``mallopt`` with these meanings; elsewhere this does nothing. A user who
 set glibc's own ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` keeps their values.
