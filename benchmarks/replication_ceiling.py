@@ -36,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -47,7 +48,7 @@ _OPTIONS = [
 ]
 _READY_TIMEOUT_S = 30.0
 _PUSH_TIMEOUT_S = 60.0
-_MALLOC_TUNED = {"MALLOC_MMAP_THRESHOLD_": "1073741824", "MALLOC_TRIM_THRESHOLD_": "4294967296"}
+MALLOC_TUNED = {"MALLOC_MMAP_THRESHOLD_": "1073741824", "MALLOC_TRIM_THRESHOLD_": "4294967296"}
 
 
 def _identity(data: bytes) -> bytes:
@@ -168,12 +169,15 @@ async def _client(address: str, push_mb: int, duration_s: float, pushes_max: int
         await one()  # warm-up, unreported
         await asyncio.sleep(max(0.0, start_at - time.time()))
         began = time.perf_counter()
+        cpu_began = time.process_time()
         pushes = 0
         while pushes < pushes_max and time.perf_counter() - began < duration_s:
             await one()
             pushes += 1
         elapsed = time.perf_counter() - began
-    print(f"RESULT {pushes * len(payload) / elapsed / 1e6:.1f}", flush=True)
+        cpu_s = time.process_time() - cpu_began
+    acked = pushes * len(payload)
+    print(f"RESULT {acked / elapsed / 1e6:.1f} {acked} {cpu_s:.4f}", flush=True)
 
 
 # ---- parent -----------------------------------------------------------------------------
@@ -207,7 +211,24 @@ def _wait_listening(port: int) -> None:
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {_READY_TIMEOUT_S:.0f} s")
 
 
-def _rep(args: argparse.Namespace, env: dict[str, str]) -> float:
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live child, from ``/proc`` (0 where there is none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class RepResult:
+    """One rep: MB/s acknowledged to the clients, and the CPU of every process per MB."""
+
+    mb_per_s: float
+    cpu_ms_per_mb: float
+
+
+def measure_rep(args: argparse.Namespace, env: dict[str, str]) -> RepResult:
     leader_port, *follower_ports = _free_ports(3)
     servers: list[subprocess.Popen[str]] = []
     clients: list[subprocess.Popen[str]] = []
@@ -245,14 +266,23 @@ def _rep(args: argparse.Namespace, env: dict[str, str]) -> float:
                     env,
                 )
             )  # fmt: skip
+        # The servers' CPU over the clients' timed window: from its start to the last answer
+        # (the window starts at start_at; the clients measure their own CPU over it).
+        time.sleep(max(0.0, start_at - time.time()))
+        servers_before = sum(_cpu_s(server.pid) for server in servers)
         total = 0.0
+        acked = 0
+        cpu = 0.0
         for client in clients:
             out, _ = client.communicate(timeout=args.duration + _PUSH_TIMEOUT_S * 2)
-            results = [line.split()[1] for line in out.splitlines() if line.startswith("RESULT ")]
+            results = [line.split()[1:] for line in out.splitlines() if line.startswith("RESULT ")]
             if client.returncode != 0 or not results:
                 raise RuntimeError(f"a client failed (exit {client.returncode})")
-            total += float(results[0])
-        return total
+            total += float(results[0][0])
+            acked += int(results[0][1])
+            cpu += float(results[0][2])
+        cpu += sum(_cpu_s(server.pid) for server in servers) - servers_before
+        return RepResult(total, cpu * 1000.0 / (acked / 1e6) if acked else 0.0)
     finally:
         _stop(clients + servers)
 
@@ -288,12 +318,14 @@ def main() -> int:
         parser.error("--acks must be 1 or 2; --clients, --push-mb and --reps >= 1; --duration > 0")
     env = dict(os.environ)
     if args.malloc == "tuned":
-        env.update(_MALLOC_TUNED)
-    figures = [_rep(args, env) for _ in range(args.reps)]
+        env.update(MALLOC_TUNED)
+    reps = [measure_rep(args, env) for _ in range(args.reps)]
+    figures = [rep.mb_per_s for rep in reps]
     print(
         f"replicated push ceiling (raw grpcio, 3 replicas, acks={args.acks}, {args.clients} client(s), "
         f"{args.push_mb} MiB pushes, malloc {args.malloc}): "
-        f"{statistics.median(figures):,.0f} [{min(figures):,.0f}-{max(figures):,.0f}] MB/s"
+        f"{statistics.median(figures):,.0f} [{min(figures):,.0f}-{max(figures):,.0f}] MB/s, "
+        f"CPU {statistics.median(rep.cpu_ms_per_mb for rep in reps):.2f} ms per MB (all processes)"
     )
     print(
         f"Machine: nproc {os.cpu_count()}, {platform.processor() or platform.machine()}, "
