@@ -13,6 +13,8 @@ process), and adds them up:
   writes, 16 MiB records) taking ``--entry-mb`` MiB entries, ``--ready-mb`` MiB per ready,
   one sync per ready, as a replica under push does;
 * **SGD apply**: ``paramstore.optim.sgd`` on float32 weights of ``--model-mb`` MiB;
+  with ``--wire bfloat16`` the gradients are bfloat16 (half the bytes forwarded and
+  logged, upcast to float32 in the apply), all figures still per MB of float32 weights;
 * **snapshot**: ``NodeStorage.save_snapshot`` of a ``--model-mb`` MiB state, amortized
   over the 256 MiB of log a store writes between two snapshots (its serialization, a copy
   of the weights, is left out: this is a floor).
@@ -38,6 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import ml_dtypes
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -109,17 +112,17 @@ def snapshot_ms_per_mb_of_log(directory: Path, model_mb: int, snapshots: int) ->
     return _cpu_ms_per_mb(cpu / snapshots, _LOG_BYTES_PER_SNAPSHOT)
 
 
-def sgd_ms_per_mb(model_mb: int, total_mb: int) -> float:
-    """CPU of applying float32 gradients with paramstore's SGD, per MB of gradient."""
+def sgd_ms_per_mb(model_mb: int, total_mb: int, wire: str) -> float:
+    """CPU of applying gradients (``wire`` dtype) with paramstore's SGD, per MB of float32 weights."""
     optimizer = sgd(0.01)
     weights = np.zeros(model_mb * _MIB // 4, np.float32)
-    grads = np.full_like(weights, 1e-4)
+    grads = np.full(weights.shape, 1e-4, ml_dtypes.bfloat16 if wire == "bfloat16" else np.float32)
     optimizer.apply(weights, grads, {}, 0)  # scratch buffers allocated, pages faulted in
     steps = max(1, total_mb // model_mb)
     began = time.process_time()
     for step in range(steps):
         optimizer.apply(weights, grads, {}, step)
-    return _cpu_ms_per_mb(time.process_time() - began, steps * grads.nbytes)
+    return _cpu_ms_per_mb(time.process_time() - began, steps * weights.nbytes)
 
 
 def forwarding_ms_per_mb(model_mb: int, reps: int, duration_s: float) -> tuple[float, float]:
@@ -142,10 +145,20 @@ def main() -> int:
     parser.add_argument(
         "--target", type=float, default=465.0, help="MB/s to compare with (default 465: issue 4's target)"
     )
+    parser.add_argument(
+        "--wire",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="dtype of the gradients on the wire and in the log (default float32)",
+    )
     parser.add_argument("--dir", type=Path, default=None, help="where WAL and snapshots go (default: temp)")
     args = parser.parse_args()
     if min(args.model_mb, args.entry_mb, args.ready_mb, args.total_mb, args.reps) < 1 or args.duration <= 0:
         parser.error("--model-mb, --entry-mb, --ready-mb, --total-mb and --reps >= 1; --duration > 0")
+    # Bytes moved and logged per MB of float32 parameters pushed.
+    wire_share = 0.5 if args.wire == "bfloat16" else 1.0
+    if args.wire == "bfloat16" and args.model_mb % 2:
+        parser.error("--wire bfloat16 needs an even --model-mb")
     base = args.dir or Path(tempfile.mkdtemp(prefix="push-budget-"))
     try:
         wal = wal_append_ms_per_mb(base / "wal", args.entry_mb, args.ready_mb, args.total_mb)
@@ -153,17 +166,23 @@ def main() -> int:
     finally:
         if args.dir is None:
             shutil.rmtree(base, ignore_errors=True)
-    apply = sgd_ms_per_mb(args.model_mb, args.total_mb)
-    chain_rate, chain = forwarding_ms_per_mb(args.model_mb, args.reps, args.duration)
+    wal *= wire_share
+    apply = sgd_ms_per_mb(args.model_mb, args.total_mb, args.wire)
+    chain_rate, chain = forwarding_ms_per_mb(int(args.model_mb * wire_share), args.reps, args.duration)
+    chain *= wire_share
+    chain_rate /= wire_share
     cores = os.cpu_count() or 1
     parts = [
         ("forwarding: client -> leader -> 2 followers (raw grpcio, 4 processes)", 1, chain),
         ("WAL append (crc32c, O_DIRECT, fsync batch)", _REPLICAS, wal),
-        ("SGD apply (float32)", _REPLICAS, apply),
+        (f"SGD apply ({args.wire} gradients, float32 weights)", _REPLICAS, apply),
         (f"snapshot of {args.model_mb} MiB per 256 MiB of log", _REPLICAS, snapshot),
     ]
     total = sum(times * ms for _, times, ms in parts)
-    print(f"CPU per MB of a 3-replica push of a {args.model_mb} MiB model ({args.entry_mb} MiB entries):")
+    print(
+        f"CPU per MB of float32 parameters, 3-replica push of a {args.model_mb} MiB model, "
+        f"{args.wire} on the wire ({args.entry_mb} MiB entries):"
+    )
     for name, times, ms in parts:
         print(f"  {name:<72} {times} x {ms:6.3f} ms = {times * ms:6.3f} ms")
     print(f"  {'floor':<72}         {total:6.3f} ms per MB")
