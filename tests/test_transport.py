@@ -342,6 +342,50 @@ def test_queue_bounds_hold_under_a_dead_peer_and_reconnects_back_off() -> None:
     run(scenario)
 
 
+def test_a_peer_that_stops_reading_has_its_stream_dropped_after_the_write_timeout() -> None:
+    """The write deadline is kept by the link's watchdog, not a timer per write: a peer whose
+    handler never reads fills the HTTP/2 window, the write stalls, and the stream is dropped
+    (the stalled batch counted as lost) within write_timeout_ms + idle_wake_ms."""
+    config = TransportConfig(
+        write_timeout_ms=300.0, idle_wake_ms=100.0, backoff_initial_ms=10.0, backoff_max_ms=50.0
+    )
+    stop_reading = asyncio.Event()
+
+    async def never_read(request_iterator: object, context: grpc.aio.ServicerContext) -> bytes:
+        await stop_reading.wait()
+        return b""
+
+    async def scenario() -> None:
+        server = grpc.aio.server()
+        handler = grpc.method_handlers_generic_handler(
+            STREAM_METHOD_PATH.strip("/").split("/")[0],
+            {STREAM_METHOD_PATH.rsplit("/", 1)[1]: grpc.stream_unary_rpc_method_handler(never_read)},
+        )
+        server.add_generic_rpc_handlers((handler,))
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        sender = Transport(1, "127.0.0.1:0", config=config)
+        try:
+            await sender.start()
+            sender.add_peer(2, f"127.0.0.1:{port}")
+            chunk = b"c" * (512 * 1024)
+            for offset in range(64):  # 32 MiB: far more than the peer's flow-control window
+                message = Message(MessageType.SNAPSHOT, 1, 2, term=1, chunk_offset=offset, chunk_data=chunk)
+                sender.send(message)
+            await wait_until(
+                lambda: sender.peer_counters(2)["messages_dropped_write_failed"] >= 1, "a write to time out"
+            )
+            counters = sender.peer_counters(2)
+            assert counters["streams_broken"] >= 1
+            assert counters["messages_sent"] < 64
+        finally:
+            stop_reading.set()
+            await sender.close()
+            await server.stop(grace=None)
+
+    run(scenario)
+
+
 # ---- limits and bad input ----------------------------------------------------------------------
 
 
