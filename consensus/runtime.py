@@ -65,6 +65,9 @@ _CONF_CHANGES_PENDING_MAX = 16
 _COALESCE_YIELDS = 2
 # What a leader sends that depends on its term only, never on its own log being durable.
 _LEADER_MESSAGES = frozenset({MessageType.APPEND, MessageType.HEARTBEAT})
+# A leader's lone write up to this size syncs on the loop; a bigger one (a store's gradient
+# push) syncs in a thread, so the loop keeps streaming its appends during the fsync.
+_INLINE_SYNC_BYTES_MAX = 64 * 1024
 
 
 class StateMachine(Protocol):
@@ -265,7 +268,10 @@ class RaftNode:
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         self._proposals.append(_PendingProposal(data, future))
         self._wake.set()
-        return await asyncio.wait_for(future, timeout_s)
+        # asyncio.timeout around the future itself, not wait_for: no extra task hop per
+        # proposal, and a timeout still cancels the future (the apply then skips it).
+        async with asyncio.timeout(timeout_s):
+            return await future
 
     async def read_index(self, timeout_s: float) -> int:
         """Linearizable read barrier: returns once the local state machine reflects every
@@ -280,7 +286,8 @@ class RaftNode:
         read = _PendingRead(self._read_counter.to_bytes(8, "big"), asyncio.get_running_loop().create_future())
         self._reads_to_start.append(read)
         self._wake.set()
-        return await asyncio.wait_for(read.future, timeout_s)
+        async with asyncio.timeout(timeout_s):
+            return await read.future
 
     async def change_membership(self, change: ConfChange, timeout_s: float) -> ConfState:
         """Propose one single-step membership change; returns the membership once its CONFIG
@@ -293,7 +300,8 @@ class RaftNode:
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         self._conf_changes.append((change, future))
         self._wake.set()
-        await asyncio.wait_for(future, timeout_s)
+        async with asyncio.timeout(timeout_s):
+            await future
         return self.core.conf
 
     def transfer_leadership(self, target: int) -> None:
@@ -492,12 +500,16 @@ class RaftNode:
             # load the fsync runs in a thread (it releases the GIL): meanwhile the loop takes
             # in proposals and messages, which become the next batch - group commit. A lone
             # request syncs inline: the thread hop would only add to its latency.
-            # With appends already handed to the transport, the loop must stay free during
-            # the fsync for them to actually leave (and the followers' disks to overlap ours).
-            if early or self._under_load(rd):
+            # With appends already handed to the transport they must actually leave before
+            # the fsync, so the followers' disks overlap ours: a small lone batch yields one
+            # loop pass (the links write it) and then syncs inline; a big or busy one syncs
+            # in a thread so the loop keeps streaming while the disk works.
+            if self._under_load(rd) or (early and _entry_bytes(rd) > _INLINE_SYNC_BYTES_MAX):
                 self.counters["syncs_off_loop"] += 1
                 await asyncio.to_thread(self.storage.sync)
             else:
+                if early:
+                    await asyncio.sleep(0)
                 self.storage.sync()
         for msg in late:
             self._send(msg)
@@ -636,3 +648,7 @@ class RaftNode:
     def _check_running(self) -> None:
         if self._stopped or self._task is None:
             raise NodeStoppedError(f"node {self.node_id} is not running")
+
+
+def _entry_bytes(rd: Ready) -> int:
+    return sum(len(entry.data) for entry in rd.entries)
