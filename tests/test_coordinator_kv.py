@@ -236,6 +236,21 @@ def test_watch_from_a_compacted_revision_is_a_clear_error() -> None:
     assert future.value.code == ErrorCode.FUTURE_REVISION
 
 
+def test_changes_since_any_revision_in_the_history_is_the_same_from_either_end() -> None:
+    """changes_since walks the ring from its nearer end; every start gives the same answer."""
+    limits = CoordinatorLimits(history_changes_max=20)
+    driver = Driver(limits)
+    for k in range(30):
+        driver.do(Put(f"{'ab'[k % 2]}/{k}", b"v"))
+    assert driver.machine.compacted_revision == 10
+    for start in range(10, 31):
+        everything = driver.machine.changes_since(start)
+        assert [c.revision for c in everything.changes] == list(range(start + 1, 31))
+        under_b = driver.machine.changes_since(start, prefix="b/")
+        assert [c.revision for c in under_b.changes] == [r for r in range(start + 1, 31) if r % 2 == 0]
+        assert under_b.next_revision == 30
+
+
 def test_history_is_bounded_in_bytes_too() -> None:
     limits = CoordinatorLimits(key_bytes_max=8, value_bytes_max=32, history_bytes_max=80)
     driver = Driver(limits)

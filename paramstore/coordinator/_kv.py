@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from paramstore.coordinator._limits import CoordinatorLimits
 from paramstore.coordinator._types import (
@@ -117,8 +117,17 @@ class KeyValueStore:
             )
         changes: list[Change] = []
         next_revision = revision
-        # The ring holds contiguous revisions compacted_revision + 1 .. revision.
-        for change in itertools.islice(self._history, revision - self.compacted_revision, None):
+        # The ring holds contiguous revisions compacted_revision + 1 .. revision. A watcher
+        # is mostly near the end: walk in from the nearer side (a deque indexes in O(n)).
+        skip = revision - self.compacted_revision
+        newer = len(self._history) - skip
+        if newer < skip:
+            recent = list(itertools.islice(reversed(self._history), newer))
+            recent.reverse()
+            scan: Iterable[Change] = recent
+        else:
+            scan = itertools.islice(self._history, skip, None)
+        for change in scan:
             next_revision = change.revision
             if change.key.startswith(prefix):
                 changes.append(change)

@@ -147,4 +147,5 @@ class CoordinatorDaemon:
                         addresses[int(suffix)] = kv.value.decode("utf-8", "replace")
                 if addresses:
                     self.replica.set_peer_addresses(addresses)
-            await self.machine.wait_changed(1.0)
+            # Woken only by changes under the prefix, not by every put (bounded by 1 s).
+            await self.machine.wait_changed(1.0, PEER_ADDRESS_PREFIX)

@@ -69,15 +69,20 @@ _MEMBERSHIP = {
 
 class NotifyingStateMachine:
     """The coordinator state machine, plus wake-ups whenever it changes, so that watches and
-    the membership follower react to applies instead of polling."""
+    the membership follower react to applies instead of polling.
+
+    A waiter may name a key prefix: it then wakes only for an apply that changed a key under
+    it (or a restore, or ``notify``), so a follower of a few rarely written keys does not run
+    once per put."""
 
     def __init__(self, machine: CoordinatorStateMachine) -> None:
         self.machine = machine
-        self._waiters: set[asyncio.Future[None]] = set()
+        # waiter -> (key prefix or None for any change, the revision it has seen)
+        self._waiters: dict[asyncio.Future[None], tuple[str | None, int]] = {}
 
     def apply(self, entry: Entry) -> object:
         result = self.machine.apply(entry)
-        self._notify()
+        self._notify(everyone=False)
         return result
 
     def snapshot(self) -> bytes:
@@ -85,22 +90,39 @@ class NotifyingStateMachine:
 
     def restore(self, data: bytes) -> None:
         self.machine.restore(data)
-        self._notify()
+        self._notify(everyone=True)
 
     def notify(self) -> None:
         """Wake the waiters for a change that is not an apply (a leader change, say)."""
-        self._notify()
+        self._notify(everyone=True)
 
-    def _notify(self) -> None:
-        for waiter in self._waiters:
+    def _notify(self, *, everyone: bool) -> None:
+        revision = self.machine.revision
+        woken = []
+        checked = []
+        for waiter, (prefix, seen) in self._waiters.items():
+            if everyone or prefix is None or self._changed_under(prefix, seen):
+                woken.append(waiter)
+            elif seen != revision:
+                checked.append((waiter, prefix))
+        for waiter, prefix in checked:
+            # Checked up to here: the next apply looks at its own changes only.
+            self._waiters[waiter] = (prefix, revision)
+        for waiter in woken:
+            del self._waiters[waiter]
             if not waiter.done():
                 waiter.set_result(None)
-        self._waiters.clear()
 
-    async def wait_changed(self, timeout_s: float) -> None:
-        """Wait (at most ``timeout_s``) for the next change."""
+    def _changed_under(self, prefix: str, seen_revision: int) -> bool:
+        try:
+            return bool(self.machine.changes_since(seen_revision, prefix, 1).changes)
+        except CoordinatorError:
+            return True  # history compacted past it: the waiter re-reads
+
+    async def wait_changed(self, timeout_s: float, prefix: str | None = None) -> None:
+        """Wait (at most ``timeout_s``) for the next change (under ``prefix`` if given)."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.add(waiter)
+        self._waiters[waiter] = (prefix, self.machine.revision)
         # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
         # arrives as the waiter completes, and the caller's loop would never end.
         try:
@@ -109,7 +131,7 @@ class NotifyingStateMachine:
         except TimeoutError:
             pass
         finally:
-            self._waiters.discard(waiter)
+            self._waiters.pop(waiter, None)
 
 
 def _kv_to_proto(kv: KeyValue) -> pb.StoredKey:
@@ -271,7 +293,7 @@ class CoordinatorService(api_grpc.CoordinatorServicer):
             after = batch.next_revision
             if not batch.more:
                 await self._machine.wait_changed(
-                    min(_WATCH_IDLE_WAKE_S, max(0.0, deadline - time.monotonic()))
+                    min(_WATCH_IDLE_WAKE_S, max(0.0, deadline - time.monotonic())), request.prefix or None
                 )
 
     async def GetConfig(
