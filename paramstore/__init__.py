@@ -1,7 +1,8 @@
 """paramstore: a Raft-replicated, hash-sharded parameter server for JAX training.
 
-So far this package holds only the command-line entry point (``paramstore.cli``); the
-sharding, state machines, optimizers, services and daemons arrive in later issues.
+The coordinator's state machine is in ``paramstore.coordinator``, the store groups' in
+``paramstore.shard``, the gRPC services and daemons in ``paramstore.server``, and the
+command line in ``paramstore.cli``; the worker client is the separate ``workers`` package.
 """
 
 __version__ = "0.1.0"

@@ -19,6 +19,7 @@ import sys
 from collections.abc import Sequence
 
 import paramstore
+from paramstore import _io_engine  # noqa: F401  (must run before grpc loads; see its docstring)
 from paramstore.commands import _chaos, _cluster, _coordinator, _demo, _kv, _status, _store, _up
 
 _COMMANDS = {
